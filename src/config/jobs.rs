@@ -1,0 +1,548 @@
+//! From namespaces to the job table: finds worker files below the lib dirs,
+//! names their modules, applies defaults/overrides/process groups and runtime
+//! attributes, resolves commands, and validates everything the SPEC lists.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::driver_file::RuntimeAttrs;
+use super::error::{ConfigError, ConfigErrors};
+use super::worker_file::{JobAttrs, Protocol, WorkerFile};
+
+/// One registered Gearman function of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// The key as declared in the worker file (`convert_to_jpeg`); the name the
+    /// stdio protocol's `JOB` header carries.
+    pub key: String,
+    /// The registered name (`GDExamples::Convert::convert_to_jpeg`).
+    pub function: String,
+    /// Longest a single job may run.
+    pub timeout: Option<Duration>,
+}
+
+/// A job: one function, or a process group of functions served by the same
+/// processes. The unit the supervisor scales and the console lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The console name: `<prefix><job key or group>`.
+    pub name: String,
+    pub module: String,
+    pub prefix: String,
+    pub file: PathBuf,
+    /// The worker file's folder: the working directory of every process.
+    pub dir: PathBuf,
+    /// argv with the program resolved to a path.
+    pub command: Vec<String>,
+    pub protocol: Protocol,
+    pub env: BTreeMap<String, String>,
+    pub functions: Vec<FunctionSpec>,
+    pub min_processes: u32,
+    pub max_processes: u32,
+    pub max_jobs: u64,
+    pub max_lifetime: Option<Duration>,
+    pub max_rss_mib: u64,
+    pub start_timeout: Duration,
+    /// `GEARMAN_DRIVER_OPTIONS`: GLOBAL merged under the module's own options.
+    pub options_json: String,
+}
+
+impl JobSpec {
+    pub fn function_names(&self) -> Vec<&str> {
+        self.functions.iter().map(|f| f.function.as_str()).collect()
+    }
+
+    /// The function declared under `function`, by registered name.
+    pub fn function(&self, function: &[u8]) -> Option<&FunctionSpec> {
+        self.functions
+            .iter()
+            .find(|f| f.function.as_bytes() == function)
+    }
+
+    /// Whether a change to this spec needs new processes (anything but the
+    /// process counts, which apply live).
+    pub fn same_processes(&self, other: &JobSpec) -> bool {
+        let mut a = self.clone();
+        a.min_processes = other.min_processes;
+        a.max_processes = other.max_processes;
+        &a == other
+    }
+}
+
+const DEFAULT_START_TIMEOUT: u64 = 60;
+
+/// Inputs to building the job table, already taken from the driver config.
+pub struct JobTableInput<'a> {
+    pub lib: &'a [PathBuf],
+    pub namespaces: &'a [String],
+    pub worker_options: &'a BTreeMap<String, toml::Table>,
+    pub runtime_attributes: &'a BTreeMap<String, RuntimeAttrs>,
+    /// The driver config file, to name it in errors about runtime attributes.
+    pub config_file: Option<&'a Path>,
+}
+
+/// A worker file found below a lib dir, and its module name.
+#[derive(Debug, Clone)]
+pub struct FoundFile {
+    pub path: PathBuf,
+    pub module: String,
+}
+
+/// Builds the job table, sorted by console name, or every error found.
+pub fn build_job_table(input: &JobTableInput) -> Result<Vec<Arc<JobSpec>>, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let files = match discover(input.lib, input.namespaces) {
+        Ok(files) => files,
+        Err(e) => return Err(e),
+    };
+    let mut jobs = Vec::new();
+    for found in &files {
+        match load_worker_file(found, input) {
+            Ok(mut file_jobs) => jobs.append(&mut file_jobs),
+            Err(mut errs) => errors.0.append(&mut errs.0),
+        }
+    }
+    check_duplicate_functions(&jobs, &mut errors);
+    apply_runtime_attributes(&mut jobs, input, &mut errors);
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    errors.into_result(jobs.into_iter().map(Arc::new).collect())
+}
+
+/// Finds every worker file the namespaces select. The first lib dir that
+/// holds a module wins, as Perl's @INC would.
+pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    for dir in lib {
+        if !dir.is_dir() {
+            errors.push(
+                ConfigError::new(format!("lib dir {} does not exist", dir.display())).at_key("lib"),
+            );
+        }
+    }
+    if namespaces.is_empty() {
+        errors.push(
+            ConfigError::new("no namespaces given: set `namespaces` in the config or pass --namespaces")
+                .at_key("namespaces"),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut by_module: BTreeMap<String, FoundFile> = BTreeMap::new();
+    for ns in namespaces {
+        if !is_valid_namespace(ns) {
+            errors.push(ConfigError::new(format!("invalid namespace `{ns}`")).at_key("namespaces"));
+            continue;
+        }
+        let rel = ns.replace("::", "/");
+        let mut selected = 0;
+        for dir in lib {
+            let mut found = Vec::new();
+            let single = dir.join(format!("{rel}.toml"));
+            if single.is_file() {
+                found.push(single);
+            }
+            let folder = dir.join(&rel);
+            if folder.is_dir() {
+                collect_toml_files(&folder, &mut found);
+            }
+            for path in found {
+                let module = module_name(dir, &path);
+                selected += 1;
+                by_module.entry(module.clone()).or_insert(FoundFile { path, module });
+            }
+        }
+        if selected == 0 {
+            let dirs: Vec<String> = lib.iter().map(|d| d.display().to_string()).collect();
+            errors.push(
+                ConfigError::new(format!(
+                    "namespace `{ns}` selects no worker file (looked for {rel}.toml and {rel}/ in {})",
+                    dirs.join(", ")
+                ))
+                .at_key("namespaces"),
+            );
+        }
+    }
+    errors.into_result(by_module.into_values().collect())
+}
+
+fn is_valid_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns
+            .split("::")
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+}
+
+fn collect_toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_toml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(path);
+        }
+    }
+}
+
+/// `workers/GDExamples/Convert.toml` below `workers` is `GDExamples::Convert`.
+pub fn module_name(lib: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(lib).unwrap_or(file).with_extension("");
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
+fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobSpec>, ConfigErrors> {
+    let path = &found.path;
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("cannot read worker file: {e}")).in_file(path))?;
+    let wf = WorkerFile::parse(path, &source)?;
+    let mut errors = ConfigErrors::default();
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let err_at = |key: String, offset: usize, msg: String| {
+        ConfigError::new(msg)
+            .in_file(path)
+            .at_key(key)
+            .at_offset(&source, offset)
+    };
+
+    let command = match wf.command.get_ref().to_argv() {
+        Ok(argv) => match resolve_program(&argv[0], &dir) {
+            Ok(program) => {
+                let mut argv = argv;
+                argv[0] = program.to_string_lossy().into_owned();
+                argv
+            }
+            Err(msg) => {
+                errors.push(err_at("command".into(), wf.command.span().start, msg));
+                Vec::new()
+            }
+        },
+        Err(msg) => {
+            errors.push(err_at("command".into(), wf.command.span().start, msg));
+            Vec::new()
+        }
+    };
+    if wf.jobs.is_empty() {
+        errors.push(ConfigError::new("declares no [jobs.<name>] table").in_file(path).at_key("jobs"));
+    }
+    let prefix = wf.prefix.clone().unwrap_or_else(|| format!("{}::", found.module));
+    let options_json = worker_options_json(input.worker_options, &found.module);
+
+    // Group jobs by process group (or alone), keeping declaration spans.
+    let mut groups: BTreeMap<String, Vec<(String, JobAttrs, usize)>> = BTreeMap::new();
+    for (key, attrs) in &wf.jobs {
+        let offset = attrs.span().start;
+        if !is_valid_name(key) {
+            errors.push(err_at(
+                format!("jobs.{key}"),
+                offset,
+                "job names may hold only A-Z a-z 0-9 _ . : -".into(),
+            ));
+            continue;
+        }
+        let merged = wf.overrides.or(attrs.get_ref()).or(&wf.defaults);
+        let group = match &merged.process_group {
+            Some(g) if !is_valid_name(g) => {
+                errors.push(err_at(
+                    format!("jobs.{key}.process_group"),
+                    offset,
+                    "group names may hold only A-Z a-z 0-9 _ . : -".into(),
+                ));
+                continue;
+            }
+            Some(g) => g.clone(),
+            None => key.clone(),
+        };
+        groups.entry(group).or_default().push((key.clone(), attrs.get_ref().clone(), offset));
+    }
+
+    let mut jobs = Vec::new();
+    for (group, members) in groups {
+        let grouped = members.len() > 1
+            || members[0].1.process_group.is_some()
+            || wf.overrides.process_group.is_some()
+            || wf.defaults.process_group.is_some();
+        for field in ["min_processes", "max_processes"] {
+            let setters: Vec<&(String, JobAttrs, usize)> = members
+                .iter()
+                .filter(|(_, a, _)| if field == "min_processes" { a.min_processes.is_some() } else { a.max_processes.is_some() })
+                .collect();
+            if grouped && setters.len() > 1 {
+                let names: Vec<&str> = setters.iter().map(|(k, _, _)| k.as_str()).collect();
+                errors.push(err_at(
+                    format!("jobs.{}.{field}", setters[1].0),
+                    setters[1].2,
+                    format!("{field} is set twice in process group `{group}` (by {}); set it on one member only", names.join(" and ")),
+                ));
+            }
+        }
+        // The group's per-process attributes: a member's own value, first by name.
+        let own = members.iter().fold(JobAttrs::default(), |acc, (_, a, _)| acc.or(a));
+        let attrs = wf.overrides.or(&own).or(&wf.defaults);
+        let min = attrs.min_processes.unwrap_or(1);
+        let max = attrs.max_processes.unwrap_or(1);
+        let first_key = &members[0].0;
+        if min > max {
+            errors.push(err_at(
+                format!("jobs.{first_key}.min_processes"),
+                members[0].2,
+                format!("min_processes ({min}) is greater than max_processes ({max})"),
+            ));
+        }
+        let functions = members
+            .iter()
+            .map(|(key, own, _)| {
+                let a = wf.overrides.or(own).or(&wf.defaults);
+                FunctionSpec {
+                    key: key.clone(),
+                    function: format!("{prefix}{key}"),
+                    timeout: a.timeout.filter(|t| *t > 0).map(Duration::from_secs),
+                }
+            })
+            .collect();
+        let name = if grouped { format!("{prefix}{group}") } else { format!("{prefix}{first_key}") };
+        jobs.push(JobSpec {
+            name,
+            module: found.module.clone(),
+            prefix: prefix.clone(),
+            file: path.clone(),
+            dir: dir.clone(),
+            command: command.clone(),
+            protocol: wf.protocol,
+            env: wf.env.clone(),
+            functions,
+            min_processes: min,
+            max_processes: max,
+            max_jobs: attrs.max_jobs.unwrap_or(0),
+            max_lifetime: attrs.max_lifetime.filter(|s| *s > 0).map(Duration::from_secs),
+            max_rss_mib: attrs.max_rss.unwrap_or(0),
+            start_timeout: Duration::from_secs(
+                attrs.start_timeout.filter(|s| *s > 0).unwrap_or(DEFAULT_START_TIMEOUT),
+            ),
+            options_json: options_json.clone(),
+        });
+    }
+    errors.into_result(jobs)
+}
+
+/// A program with a slash is relative to the worker file's folder; a bare
+/// name is looked up on PATH. Either way it must exist and be executable.
+pub fn resolve_program(program: &str, dir: &Path) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = if Path::new(program).is_absolute() { PathBuf::from(program) } else { dir.join(program) };
+        return check_executable(&path).map(|_| path);
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    for entry in std::env::split_paths(&path_var) {
+        let candidate = entry.join(program);
+        if check_executable(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("command `{program}` was not found on PATH"))
+}
+
+fn check_executable(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|_| format!("command `{}` does not exist", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("command `{}` is not a file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("command `{}` is not executable (chmod +x it)", path.display()));
+    }
+    Ok(())
+}
+
+fn worker_options_json(options: &BTreeMap<String, toml::Table>, module: &str) -> String {
+    let mut merged = options.get("GLOBAL").cloned().unwrap_or_default();
+    if let Some(own) = options.get(module) {
+        for (k, v) in own {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::to_string(&merged).unwrap_or_else(|_| "{}".into())
+}
+
+fn check_duplicate_functions(jobs: &[JobSpec], errors: &mut ConfigErrors) {
+    let mut seen: HashMap<&str, &Path> = HashMap::new();
+    for job in jobs {
+        for f in &job.functions {
+            if let Some(other) = seen.insert(&f.function, &job.file) {
+                errors.push(
+                    ConfigError::new(format!(
+                        "function `{}` is registered twice: here and in {}",
+                        f.function,
+                        other.display()
+                    ))
+                    .in_file(&job.file)
+                    .at_key(format!("jobs.{}", f.key)),
+                );
+            }
+        }
+    }
+}
+
+fn apply_runtime_attributes(jobs: &mut [JobSpec], input: &JobTableInput, errors: &mut ConfigErrors) {
+    for (name, attrs) in input.runtime_attributes {
+        let Some(job) = jobs.iter_mut().find(|j| &j.name == name) else {
+            tracing::warn!("job_runtime_attributes names `{name}`, which no loaded worker file declares");
+            continue;
+        };
+        let min = attrs.min_processes.unwrap_or(job.min_processes);
+        let max = attrs.max_processes.unwrap_or(job.max_processes);
+        if min > max {
+            let mut err = ConfigError::new(format!(
+                "min_processes ({min}) is greater than max_processes ({max}) for job `{name}`"
+            ))
+            .at_key(format!("job_runtime_attributes.\"{name}\""));
+            if let Some(file) = input.config_file {
+                err = err.in_file(file);
+            }
+            errors.push(err);
+            continue;
+        }
+        job.min_processes = min;
+        job.max_processes = max;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(dir: &Path, rel: &str, body: &str) -> PathBuf {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, body).unwrap();
+        path
+    }
+
+    fn table(lib: &Path, ns: &[&str]) -> Result<Vec<Arc<JobSpec>>, ConfigErrors> {
+        let namespaces: Vec<String> = ns.iter().map(|s| s.to_string()).collect();
+        let lib = vec![lib.to_path_buf()];
+        let opts = BTreeMap::new();
+        let rt = BTreeMap::new();
+        build_job_table(&JobTableInput {
+            lib: &lib,
+            namespaces: &namespaces,
+            worker_options: &opts,
+            runtime_attributes: &rt,
+            config_file: None,
+        })
+    }
+
+    #[test]
+    fn module_names_come_from_paths() {
+        assert_eq!(
+            module_name(Path::new("workers"), Path::new("workers/GDExamples/Convert.toml")),
+            "GDExamples::Convert"
+        );
+    }
+
+    #[test]
+    fn namespace_selects_recursively_and_the_file_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "NS/A.toml", "command = \"/bin/cat\"\n[jobs.a]\n");
+        write(tmp.path(), "NS/Sub/B.toml", "command = \"/bin/cat\"\n[jobs.b]\n");
+        write(tmp.path(), "NS.toml", "command = \"/bin/cat\"\n[jobs.c]\n");
+        write(tmp.path(), "Other/C.toml", "command = \"/bin/cat\"\n[jobs.d]\n");
+        let jobs = table(tmp.path(), &["NS"]).unwrap();
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, vec!["NS::A::a", "NS::Sub::B::b", "NS::c"]);
+    }
+
+    #[test]
+    fn defaults_overrides_and_prefix() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "NS/W.toml",
+            "command = \"/bin/cat\"\nprefix = \"\"\n[defaults]\nmin_processes = 0\nmax_processes = 3\n[overrides]\nmax_processes = 7\n[jobs.a]\n[jobs.b]\nmin_processes = 2\n",
+        );
+        let jobs = table(tmp.path(), &["NS"]).unwrap();
+        assert_eq!(jobs[0].name, "a");
+        assert_eq!((jobs[0].min_processes, jobs[0].max_processes), (0, 7));
+        assert_eq!((jobs[1].min_processes, jobs[1].max_processes), (2, 7));
+    }
+
+    #[test]
+    fn process_group_is_one_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "NS/W.toml",
+            "command = \"/bin/cat\"\n[jobs.a]\nprocess_group = \"g\"\nmax_processes = 4\n[jobs.b]\nprocess_group = \"g\"\n[jobs.c]\n",
+        );
+        let jobs = table(tmp.path(), &["NS"]).unwrap();
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, vec!["NS::W::c", "NS::W::g"]);
+        assert_eq!(jobs[1].functions.len(), 2);
+        assert_eq!(jobs[1].max_processes, 4);
+    }
+
+    #[test]
+    fn every_validation_names_file_and_key() {
+        let cases: &[(&str, &str)] = &[
+            ("command = \"/bin/cat\"\n[jobs.a]\nbogus = 1\n", "bogus"),
+            ("command = \"/bin/cat\"\n[jobs.a]\nmin_processes = \"x\"\n", "min_processes"),
+            ("command = \"/bin/cat\"\n[jobs.a]\nmin_processes = 3\nmax_processes = 2\n", "jobs.a.min_processes"),
+            ("command = \"./nope\"\n[jobs.a]\n", "command"),
+            ("command = \"./not-executable.txt\"\n[jobs.a]\n", "command"),
+            ("command = \"/bin/cat\"\n[jobs.a]\nprocess_group = \"g\"\nmin_processes = 1\n[jobs.b]\nprocess_group = \"g\"\nmin_processes = 1\n", "jobs.b.min_processes"),
+            ("command = \"/bin/cat\"\n[jobs.\"a b\"]\n", "jobs.a b"),
+        ];
+        for (body, key) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = write(tmp.path(), "NS/W.toml", body);
+            write(tmp.path(), "NS/not-executable.txt", "data");
+            let errs = table(tmp.path(), &["NS"]).unwrap_err();
+            let err = &errs.0[0];
+            assert_eq!(err.file.as_deref(), Some(path.as_path()), "{body}");
+            let shown = err.to_string();
+            assert!(shown.contains(key), "{shown} should name {key}");
+        }
+    }
+
+    #[test]
+    fn duplicate_function_across_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "NS/A.toml", "command = \"/bin/cat\"\nprefix = \"x::\"\n[jobs.a]\n");
+        write(tmp.path(), "NS/B.toml", "command = \"/bin/cat\"\nprefix = \"x::\"\n[jobs.a]\n");
+        let errs = table(tmp.path(), &["NS"]).unwrap_err();
+        assert!(errs.to_string().contains("registered twice"), "{errs}");
+    }
+
+    #[test]
+    fn empty_namespace_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let errs = table(tmp.path(), &["Nothing"]).unwrap_err();
+        assert!(errs.to_string().contains("selects no worker file"), "{errs}");
+    }
+
+    #[test]
+    fn options_merge_global_under_module() {
+        let mut opts = BTreeMap::new();
+        opts.insert("GLOBAL".to_string(), toml::from_str::<toml::Table>("a = 1\nb = 2").unwrap());
+        opts.insert("M".to_string(), toml::from_str::<toml::Table>("b = 3").unwrap());
+        assert_eq!(worker_options_json(&opts, "M"), r#"{"a":1,"b":3}"#);
+        assert_eq!(worker_options_json(&opts, "N"), r#"{"a":1,"b":2}"#);
+    }
+}

@@ -1,0 +1,295 @@
+//! Configuration: the driver config file and flags ([`Settings`]), and the
+//! worker files they select ([`JobSpec`]). [`load`] is the one entry point;
+//! it returns every error found, each naming file, key and line.
+
+pub mod cli;
+pub mod driver_file;
+pub mod error;
+pub mod jobs;
+pub mod worker_file;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cli::{Cli, Command, RunFlags};
+pub use driver_file::{DriverFile, RuntimeAttrs};
+pub use error::{ConfigError, ConfigErrors};
+pub use jobs::{FunctionSpec, JobSpec};
+pub use worker_file::Protocol;
+
+use driver_file::split_list;
+
+pub const DEFAULT_SERVER: &str = "localhost:4730";
+pub const DEFAULT_GEARMAN_PORT: u16 = 4730;
+pub const DEFAULT_CONSOLE_PORT: u16 = 47300;
+
+/// The driver's resolved settings: file keys, then flags over them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub config_file: Option<PathBuf>,
+    /// `host:port`, port filled in.
+    pub servers: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub lib: Vec<PathBuf>,
+    pub console_port: u16,
+    pub console_bind: String,
+    pub interval: Duration,
+    pub max_idle_time: Duration,
+    pub shutdown_timeout: Duration,
+    pub logfile: Option<PathBuf>,
+    pub loglevel: tracing::Level,
+    pub pid_file: Option<PathBuf>,
+    pub daemonize: bool,
+    pub unknown_job_command: Option<Vec<String>>,
+    pub worker_options: BTreeMap<String, toml::Table>,
+    pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
+}
+
+/// Everything a run needs: settings and the job table.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub jobs: Vec<Arc<JobSpec>>,
+}
+
+/// Reads the config file (if any), applies flags, and builds the job table.
+pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
+    let settings = load_settings(flags)?;
+    let jobs = jobs::build_job_table(&jobs::JobTableInput {
+        lib: &settings.lib,
+        namespaces: &settings.namespaces,
+        worker_options: &settings.worker_options,
+        runtime_attributes: &settings.job_runtime_attributes,
+        config_file: settings.config_file.as_deref(),
+    })?;
+    Ok(Loaded { settings, jobs })
+}
+
+/// Settings alone: the config file and flags, without reading worker files.
+pub fn load_settings(flags: &RunFlags) -> Result<Settings, ConfigErrors> {
+    let (file, base_dir) = match &flags.config {
+        Some(path) => {
+            let source = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(format!("cannot read config file: {e}")).in_file(path)
+            })?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (DriverFile::parse(path, &source)?, base)
+        }
+        None => (DriverFile::default(), PathBuf::new()),
+    };
+    merge(flags, file, &base_dir)
+}
+
+fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let cfg_err = |key: &str, msg: String| {
+        let mut e = ConfigError::new(msg).at_key(key);
+        if let Some(path) = &flags.config {
+            e = e.in_file(path);
+        }
+        e
+    };
+
+    let servers_raw = match &flags.server {
+        Some(list) => split_list([list.as_str()]),
+        None => file.server.as_ref().map(|s| s.items()).unwrap_or_default(),
+    };
+    let servers_raw = if servers_raw.is_empty() { vec![DEFAULT_SERVER.to_string()] } else { servers_raw };
+    let mut servers = Vec::new();
+    for s in servers_raw {
+        match normalize_server(&s, DEFAULT_GEARMAN_PORT) {
+            Ok(addr) => servers.push(addr),
+            Err(msg) => errors.push(cfg_err("server", msg)),
+        }
+    }
+
+    let namespaces = if flags.namespaces.is_empty() {
+        file.namespaces.as_ref().map(|n| n.items()).unwrap_or_default()
+    } else {
+        split_list(flags.namespaces.iter().map(String::as_str))
+    };
+
+    // Flag paths are relative to the working directory; file paths to the file.
+    let lib: Vec<PathBuf> = if !flags.lib.is_empty() {
+        split_list(flags.lib.iter().map(String::as_str)).into_iter().map(PathBuf::from).collect()
+    } else if let Some(l) = &file.lib {
+        l.items().into_iter().map(|p| base_dir.join(p)).collect()
+    } else {
+        vec![base_dir.join("workers")]
+    };
+
+    let seconds = |key: &str, flag: Option<f64>, from_file: Option<driver_file::Seconds>, default: f64, min: f64, errors: &mut ConfigErrors| {
+        let value = flag.or(from_file.map(|s| s.as_f64())).unwrap_or(default);
+        if !value.is_finite() || value < min {
+            errors.push(cfg_err(key, format!("must be a number of seconds >= {min}, got {value}")));
+            return Duration::from_secs_f64(default);
+        }
+        Duration::from_secs_f64(value)
+    };
+    let interval = seconds("interval", flags.interval, file.interval, 5.0, 0.01, &mut errors);
+    let max_idle_time = seconds("max_idle_time", flags.max_idle_time, file.max_idle_time, 0.0, 0.0, &mut errors);
+    let shutdown_timeout = seconds("shutdown_timeout", flags.shutdown_timeout, file.shutdown_timeout, 30.0, 0.0, &mut errors);
+
+    let level_text = flags.loglevel.clone().or(file.loglevel.clone()).unwrap_or_else(|| "info".into());
+    let loglevel = match parse_level(&level_text) {
+        Some(l) => l,
+        None => {
+            errors.push(cfg_err("loglevel", format!("unknown level `{level_text}` (use error, warn, info, debug or trace)")));
+            tracing::Level::INFO
+        }
+    };
+
+    let rel_file = |p: &str| base_dir.join(p);
+    let unknown_job_command = match &file.unknown_job_command {
+        Some(spec) => match spec.to_argv() {
+            Ok(mut argv) => match jobs::resolve_program(&argv[0], if base_dir.as_os_str().is_empty() { Path::new(".") } else { base_dir }) {
+                Ok(p) => {
+                    argv[0] = p.to_string_lossy().into_owned();
+                    Some(argv)
+                }
+                Err(msg) => {
+                    errors.push(cfg_err("unknown_job_command", msg));
+                    None
+                }
+            },
+            Err(msg) => {
+                errors.push(cfg_err("unknown_job_command", msg));
+                None
+            }
+        },
+        None => None,
+    };
+
+    let settings = Settings {
+        config_file: flags.config.clone(),
+        servers,
+        namespaces,
+        lib,
+        console_port: flags.console_port.or(file.console_port).unwrap_or(DEFAULT_CONSOLE_PORT),
+        console_bind: flags.console_bind.clone().or(file.console_bind).unwrap_or_else(|| "127.0.0.1".into()),
+        interval,
+        max_idle_time,
+        shutdown_timeout,
+        logfile: flags.logfile.as_ref().map(PathBuf::from).or(file.logfile.as_deref().map(rel_file)),
+        loglevel,
+        pid_file: flags.pid_file.as_ref().map(PathBuf::from).or(file.pid_file.as_deref().map(rel_file)),
+        daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
+        unknown_job_command,
+        worker_options: file.worker_options,
+        job_runtime_attributes: file.job_runtime_attributes,
+    };
+    errors.into_result(settings)
+}
+
+/// `host`, `host:port`, `[v6]:port`: returns `host:port` with the default port filled in.
+pub fn normalize_server(s: &str, default_port: u16) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty server address".into());
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| format!("bad address `{s}`"))?;
+        return match after.strip_prefix(':') {
+            Some(port) => port
+                .parse::<u16>()
+                .map(|p| format!("[{host}]:{p}"))
+                .map_err(|_| format!("bad port in `{s}`")),
+            None if after.is_empty() => Ok(format!("[{host}]:{default_port}")),
+            None => Err(format!("bad address `{s}`")),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port: u16 = port.parse().map_err(|_| format!("bad port in `{s}`"))?;
+            Ok(format!("{host}:{port}"))
+        }
+        Some(_) => Ok(format!("[{s}]:{default_port}")),
+        None => Ok(format!("{s}:{default_port}")),
+    }
+}
+
+/// Log levels, with Perl's Log::Log4perl spellings accepted.
+pub fn parse_level(s: &str) -> Option<tracing::Level> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" | "fatal" => Some(tracing::Level::ERROR),
+        "warn" | "warning" => Some(tracing::Level::WARN),
+        "info" => Some(tracing::Level::INFO),
+        "debug" => Some(tracing::Level::DEBUG),
+        "trace" => Some(tracing::Level::TRACE),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_get_default_ports() {
+        assert_eq!(normalize_server("h", 4730).unwrap(), "h:4730");
+        assert_eq!(normalize_server("h:1", 4730).unwrap(), "h:1");
+        assert_eq!(normalize_server("[::1]:5", 4730).unwrap(), "[::1]:5");
+        assert_eq!(normalize_server("::1", 4730).unwrap(), "[::1]:4730");
+        assert!(normalize_server("h:x", 4730).is_err());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = DriverFile::parse(Path::new("d.toml"), "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5").unwrap();
+        let flags = RunFlags { server: Some("b:2,c".into()), console_port: Some(0), ..Default::default() };
+        let s = merge(&flags, file, Path::new("/etc/gd")).unwrap();
+        assert_eq!(s.servers, vec!["b:2", "c:4730"]);
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.namespaces, vec!["X"]);
+        assert_eq!(s.console_port, 0);
+        assert_eq!(s.lib, vec![PathBuf::from("/etc/gd/workers")]);
+    }
+
+    #[test]
+    fn perl_level_spellings() {
+        assert_eq!(parse_level("INFO"), Some(tracing::Level::INFO));
+        assert_eq!(parse_level("DEBUG"), Some(tracing::Level::DEBUG));
+        assert_eq!(parse_level("loud"), None);
+    }
+}
+
+/// The `check` table: job, min, max, protocol, functions, command.
+pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
+    let header = ["JOB", "MIN", "MAX", "PROTOCOL", "FUNCTIONS", "COMMAND"];
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.name.clone(),
+                j.min_processes.to_string(),
+                j.max_processes.to_string(),
+                j.protocol.as_str().to_string(),
+                j.function_names().join(","),
+                shell_words::join(&j.command),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: [&str; 6]| {
+        let line: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 5 { c.to_string() } else if i == 1 || i == 2 { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    };
+    push(header);
+    for row in &rows {
+        push([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+    }
+    out
+}

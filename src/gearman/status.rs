@@ -1,0 +1,139 @@
+//! The admin `status` poller: one persistent, `TCP_NODELAY` admin connection
+//! per server, polled concurrently; rows summed per function across servers.
+//! A server that does not answer is logged once per outage and left out of
+//! the sum until it answers again.
+
+use std::collections::HashMap;
+
+use gearman::admin::{AdminClient, FunctionStatus};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::{connect_stream, CONNECT_TIMEOUT};
+
+/// Queue counts for one function, summed over the servers that answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FunctionCounts {
+    pub total: u64,
+    pub running: u64,
+    pub workers: u64,
+}
+
+impl FunctionCounts {
+    /// Jobs queued and not yet running.
+    pub fn waiting(&self) -> u64 {
+        self.total.saturating_sub(self.running)
+    }
+}
+
+/// One poll's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    pub functions: HashMap<String, FunctionCounts>,
+    /// How many servers answered; 0 means nothing is known.
+    pub servers_answered: usize,
+}
+
+impl StatusSnapshot {
+    /// Sums per-server rows into one table.
+    pub fn from_rows<'a>(per_server: impl IntoIterator<Item = Option<&'a [FunctionStatus]>>) -> Self {
+        let mut snapshot = StatusSnapshot::default();
+        for rows in per_server.into_iter().flatten() {
+            snapshot.servers_answered += 1;
+            for row in rows {
+                let c = snapshot.functions.entry(row.function.clone()).or_default();
+                c.total += row.total;
+                c.running += row.running;
+                c.workers += row.worker_count;
+            }
+        }
+        snapshot
+    }
+
+    pub fn get(&self, function: &str) -> FunctionCounts {
+        self.functions.get(function).copied().unwrap_or_default()
+    }
+}
+
+/// Polls every server for `status`.
+pub struct StatusPoller {
+    servers: Vec<ServerPoll>,
+}
+
+struct ServerPoll {
+    addr: String,
+    client: Option<AdminClient<TcpStream>>,
+    down_since_logged: bool,
+}
+
+impl StatusPoller {
+    pub fn new(servers: &[String]) -> Self {
+        StatusPoller {
+            servers: servers
+                .iter()
+                .map(|addr| ServerPoll { addr: addr.clone(), client: None, down_since_logged: false })
+                .collect(),
+        }
+    }
+
+    /// Asks every server at once and sums what comes back.
+    pub async fn poll(&mut self) -> StatusSnapshot {
+        let results = futures::future::join_all(self.servers.iter_mut().map(ServerPoll::poll)).await;
+        StatusSnapshot::from_rows(results.iter().map(|r| r.as_deref()))
+    }
+}
+
+impl ServerPoll {
+    async fn poll(&mut self) -> Option<Vec<FunctionStatus>> {
+        match self.try_poll().await {
+            Ok(rows) => {
+                if self.down_since_logged {
+                    tracing::info!("gearmand {} is reachable again", self.addr);
+                    self.down_since_logged = false;
+                }
+                Some(rows)
+            }
+            Err(err) => {
+                self.client = None;
+                if !self.down_since_logged {
+                    tracing::warn!("gearmand {} is unreachable: {err}; retrying", self.addr);
+                    self.down_since_logged = true;
+                }
+                None
+            }
+        }
+    }
+
+    async fn try_poll(&mut self) -> Result<Vec<FunctionStatus>, String> {
+        if self.client.is_none() {
+            let stream = connect_stream(&self.addr).await.map_err(|e| e.to_string())?;
+            self.client = Some(AdminClient::from_stream(stream));
+        }
+        let client = self.client.as_mut().expect("connected above");
+        match timeout(CONNECT_TIMEOUT, client.status()).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("status timed out".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(f: &str, total: u64, running: u64, workers: u64) -> FunctionStatus {
+        FunctionStatus { function: f.into(), total, running, worker_count: workers }
+    }
+
+    #[test]
+    fn sums_over_servers_and_skips_missing() {
+        let a = vec![row("f", 5, 1, 2), row("g", 1, 0, 0)];
+        let b = vec![row("f", 3, 2, 1)];
+        let s = StatusSnapshot::from_rows([Some(a.as_slice()), None, Some(b.as_slice())]);
+        assert_eq!(s.servers_answered, 2);
+        assert_eq!(s.get("f"), FunctionCounts { total: 8, running: 3, workers: 3 });
+        assert_eq!(s.get("f").waiting(), 5);
+        assert_eq!(s.get("missing"), FunctionCounts::default());
+    }
+}

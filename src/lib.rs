@@ -1,0 +1,31 @@
+//! gearman-driver: a supervisor that keeps pools of Gearman worker processes,
+//! forks more when gearmand's queue for a function grows, reaps them when they
+//! sit idle, and lets operators inspect and resize the pools through a telnet
+//! console.
+//!
+//! # Layout
+//!
+//! - [`config`]: the driver config file and command line, worker files,
+//!   namespaces, and every validation; produces the job table.
+//! - [`protocol`]: the stdio worker protocol as the supervisor sees it
+//!   (framing of `JOB` headers and of the worker's answers).
+//! - [`gearman`]: TCP connections to gearmand with `TCP_NODELAY`, the admin
+//!   `status` poller, and a small client used by tests, examples and the benchmark.
+//! - [`policy`]: the scaling decision, a pure function from observed queue
+//!   and pool state to actions.
+//! - [`supervisor`]: pools and processes: spawning, the per-process grab loop,
+//!   reaping, crash-loop backoff, signals and shutdown. All side effects of the
+//!   policy happen here.
+//! - [`console`]: the telnet management console (server side).
+//! - [`logging`]: log line format and destinations.
+//! - [`exec_slot`]: the resident helper behind the `exec` protocol.
+
+pub mod config;
+pub mod console;
+pub mod daemon;
+pub mod exec_slot;
+pub mod gearman;
+pub mod logging;
+pub mod policy;
+pub mod protocol;
+pub mod supervisor;

@@ -1,0 +1,98 @@
+//! The `gearman-driver` binary: parse flags, load the config, then run the
+//! supervisor (or `check` it, or serve as an exec slot).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gearman_driver::config::{self, Cli, Command, RunFlags};
+use gearman_driver::{console, daemon, exec_slot, logging, supervisor};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(flags)) => check(&flags),
+        Some(Command::ExecSlot { command }) => ExitCode::from(exec_slot::main(command) as u8),
+        Some(Command::Run(flags)) => run(flags),
+        None => run(cli.run),
+    }
+}
+
+fn check(flags: &RunFlags) -> ExitCode {
+    match config::load(flags) {
+        Ok(loaded) => {
+            print!("{}", config::job_table(&loaded.jobs));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(flags: RunFlags) -> ExitCode {
+    let loaded = match config::load(&flags) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    let settings = loaded.settings.clone();
+    // Forking is only safe before any thread exists: daemonize first.
+    if settings.daemonize {
+        if let Err(err) = daemon::daemonize() {
+            eprintln!("error: cannot daemonize: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    if let Err(err) = logging::init(settings.loglevel, settings.logfile.as_deref()) {
+        eprintln!("error: cannot open log file: {err}");
+        return ExitCode::from(1);
+    }
+    let pid_file = match settings.pid_file.as_deref().map(daemon::PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    daemon::raise_fd_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = if settings.console_port == 0 {
+            None
+        } else {
+            match console::bind(&settings.console_bind, settings.console_port).await {
+                Ok(l) => Some(l),
+                Err(err) => {
+                    let msg = format!(
+                        "cannot listen on {}:{} for the console: {err} (set console_port, or 0 to disable it)",
+                        settings.console_bind, settings.console_port
+                    );
+                    return Err(msg);
+                }
+            }
+        };
+        supervisor::Supervisor::new(loaded, flags).run(listener).await.map_err(|e| e.to_string())
+    });
+    drop(pid_file);
+    // Process tasks may still hold pipes; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(supervisor::Exit::Clean) => ExitCode::SUCCESS,
+        Ok(supervisor::Exit::Forced) => ExitCode::from(1),
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Messages between the supervisor and its per-process tasks.
+
+use std::process::ExitStatus;
+
+/// From a process task to the supervisor.
+#[derive(Debug)]
+pub enum Event {
+    /// Printed READY and registered its functions: takes jobs now.
+    Ready { pid: u32 },
+    /// Took a job.
+    Busy { pid: u32 },
+    /// Finished a job and is idle again (unless it is retiring).
+    JobEnded { pid: u32, outcome: JobOutcome },
+    /// Will exit after this job: recycling (max_jobs, max_lifetime, max_rss).
+    Retiring { pid: u32, reason: String },
+    /// A `gearman`-protocol process reported a console column on stdout.
+    Report { pid: u32, report: Report },
+    /// The process is gone and reaped.
+    Exited { pid: u32, status: Option<ExitStatus>, cause: ExitCause },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    LastRun(i64),
+    LastError(i64),
+    LastErrorMsg(String),
+}
+
+/// Why a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitCause {
+    /// We asked it to stop (scale-down, recycling, shutdown, timeout kill).
+    Requested,
+    /// It exited or died on its own, or broke the protocol.
+    Unexpected(String),
+    /// It never became ready.
+    StartFailed(String),
+}
+
+/// From the supervisor to a process task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Stop once idle: close its connections and stdin, then escalate to
+    /// SIGTERM and SIGKILL if it does not exit.
+    Stop,
+    /// Recycle after the current job, for this reason (e.g. max_rss).
+    Retire(String),
+}

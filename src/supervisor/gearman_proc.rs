@@ -1,0 +1,110 @@
+//! One `gearman`-protocol process: it connects to gearmand on its own, so
+//! the supervisor only watches it. Its stdout lines `lastrun <epoch>`,
+//! `lasterror <epoch>` and `lasterror_msg <text>` feed the console columns
+//! (as Gearman::Driver's children reported them); other output is logged.
+//! Stopping sends SIGTERM so the process can finish its job, then SIGKILL
+//! after `shutdown_timeout`.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+
+use super::events::{Control, Event, ExitCause, Report};
+use super::spawn::{describe_exit, signal_group};
+use super::stdio::ProcessSetup;
+use crate::logging::proc_tag;
+
+pub async fn run(mut setup: ProcessSetup, mut child: Child) {
+    let pid = setup.pid;
+    let tag = proc_tag(pid, &setup.job.name);
+    // Its stdin stays open and unused: some workers exit on EOF.
+    let _stdin = child.stdin.take();
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(read_reports(pid, tag.clone(), stdout, setup.events.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(super::stdio::log_stderr(tag.clone(), stderr));
+    }
+    let _ = setup.events.send(Event::Ready { pid });
+    let mut escalation: Option<(Instant, Signal)> = None;
+    let mut requested = false;
+    let status = loop {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let at = escalation.map_or(far, |(t, _)| t);
+        tokio::select! {
+            status = child.wait() => break status.ok(),
+            control = setup.control.recv(), if !requested => {
+                if matches!(control, Some(Control::Retire(_))) {
+                    if let Some(Control::Retire(reason)) = &control {
+                        tracing::info!("{tag} Recycling: {reason}");
+                    }
+                }
+                requested = true;
+                signal_group(pid, Signal::SIGTERM);
+                escalation = Some((Instant::now() + setup.shutdown_timeout, Signal::SIGKILL));
+            }
+            _ = sleep_until(at.into()), if escalation.is_some() => {
+                tracing::warn!("{tag} did not exit in time; sending SIGKILL");
+                signal_group(pid, Signal::SIGKILL);
+                escalation = None;
+            }
+        }
+    };
+    let cause = if requested {
+        ExitCause::Requested
+    } else {
+        ExitCause::Unexpected(status.as_ref().map(describe_exit).unwrap_or_else(|| "exited".into()))
+    };
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let _ = setup.events.send(Event::Exited { pid, status, cause });
+}
+
+async fn read_reports(pid: u32, tag: String, stdout: ChildStdout, events: mpsc::UnboundedSender<Event>) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                match parse_report(text) {
+                    Some(report) => {
+                        let _ = events.send(Event::Report { pid, report });
+                    }
+                    None => tracing::info!("{tag} STDOUT: {text}"),
+                }
+            }
+        }
+    }
+}
+
+/// `lastrun <epoch>`, `lasterror <epoch>`, `lasterror_msg <text>`.
+pub fn parse_report(line: &str) -> Option<Report> {
+    let (word, rest) = line.split_once(' ')?;
+    match word {
+        "lastrun" => rest.trim().parse().ok().map(Report::LastRun),
+        "lasterror" => rest.trim().parse().ok().map(Report::LastError),
+        "lasterror_msg" => Some(Report::LastErrorMsg(rest.to_string())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gearman_driver_child_reports() {
+        assert_eq!(parse_report("lastrun 1264793837"), Some(Report::LastRun(1264793837)));
+        assert_eq!(parse_report("lasterror 5"), Some(Report::LastError(5)));
+        assert_eq!(parse_report("lasterror_msg oops: x"), Some(Report::LastErrorMsg("oops: x".into())));
+        assert_eq!(parse_report("lastrun soon"), None);
+        assert_eq!(parse_report("hello"), None);
+    }
+}

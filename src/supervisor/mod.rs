@@ -1,0 +1,627 @@
+//! The supervisor: owns every job's pool of processes and is the one place
+//! where side effects happen. It runs a single loop that reacts to process
+//! events, queue snapshots from the poller, console requests, signals and
+//! timers; after each it asks [`crate::policy::decide`] what to do per job
+//! and applies the answer (spawn, stop).
+//!
+//! - [`spawn`]: starting processes (environment, die-with-parent, process groups).
+//! - [`stdio`]: the per-process task of stdio (and exec) workers, with the grab loop.
+//! - [`gearman_proc`]: the per-process task of workers that speak Gearman themselves.
+//! - [`events`]: messages between the loop and the process tasks.
+//! - [`pools`]: jobs and processes as the loop tracks them.
+
+pub mod events;
+pub mod gearman_proc;
+pub mod pools;
+pub mod spawn;
+pub mod stdio;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::sleep_until;
+
+use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
+use crate::console::{self, ConsoleRequest, Pools};
+use crate::gearman::status::{StatusPoller, StatusSnapshot};
+use crate::logging::proc_tag;
+use crate::policy::{self, Action, ProcState};
+use events::{Control, Event, ExitCause, JobOutcome, Report};
+pub use pools::{Job, Proc};
+
+/// A process that dies sooner than this after its start counts towards a crash loop.
+const CRASH_WINDOW: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Event-driven polls come at most this often.
+const MIN_EVENT_POLL_GAP: Duration = Duration::from_millis(20);
+/// How often the same unknown function is warned about.
+const UNKNOWN_WARN_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Supervisor {
+    settings: Settings,
+    flags: RunFlags,
+    servers: Arc<Vec<String>>,
+    jobs: std::collections::BTreeMap<String, Job>,
+    owner: HashMap<u32, String>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    status: StatusSnapshot,
+    poll_now: Arc<Notify>,
+    last_event_poll: Instant,
+    console_killed: HashSet<u32>,
+    unknown_warned: HashMap<String, Instant>,
+    shutting_down: bool,
+    force_exit_at: Option<Instant>,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Clean,
+    Forced,
+}
+
+impl Supervisor {
+    pub fn new(loaded: Loaded, flags: RunFlags) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let servers = Arc::new(loaded.settings.servers.clone());
+        let jobs = loaded.jobs.into_iter().map(|spec| (spec.name.clone(), Job::new(spec))).collect();
+        Supervisor {
+            settings: loaded.settings,
+            flags,
+            servers,
+            jobs,
+            owner: HashMap::new(),
+            events_tx,
+            events_rx,
+            status: StatusSnapshot::default(),
+            poll_now: Arc::new(Notify::new()),
+            last_event_poll: Instant::now() - MIN_EVENT_POLL_GAP,
+            console_killed: HashSet::new(),
+            unknown_warned: HashMap::new(),
+            shutting_down: false,
+            force_exit_at: None,
+        }
+    }
+
+    /// Runs until shutdown. The console listener must already be bound (see
+    /// [`console::bind`]) so that a port conflict fails start-up.
+    pub async fn run(mut self, listener: Option<tokio::net::TcpListener>) -> std::io::Result<Exit> {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let (console_tx, mut console_rx) = mpsc::channel::<ConsoleRequest>(64);
+        if let Some(listener) = listener {
+            tokio::spawn(console::serve(listener, console_tx));
+        }
+        let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
+        tokio::spawn(poll_loop(StatusPoller::new(&self.servers), self.poll_now.clone(), snap_tx));
+        let mut tick = tokio::time::interval(self.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        tracing::info!(
+            "gearman-driver {} started: {} job(s), servers {}, console {}",
+            env!("CARGO_PKG_VERSION"),
+            self.jobs.len(),
+            self.servers.join(","),
+            if self.settings.console_port == 0 {
+                "disabled".to_string()
+            } else {
+                format!("{}:{}", self.settings.console_bind, self.settings.console_port)
+            }
+        );
+        self.reconcile(false);
+        loop {
+            let wake_at = self.next_wakeup();
+            tokio::select! {
+                Some(event) = self.events_rx.recv() => {
+                    self.on_event(event);
+                    // Drain what else is queued before deciding once.
+                    while let Ok(event) = self.events_rx.try_recv() {
+                        self.on_event(event);
+                    }
+                    self.reconcile(false);
+                }
+                Some(snapshot) = snap_rx.recv() => {
+                    self.on_snapshot(snapshot);
+                    self.reconcile(true);
+                }
+                Some(request) = console_rx.recv() => {
+                    let reply = self.on_console(&request.line);
+                    let _ = request.reply.send(reply);
+                    self.reconcile(false);
+                }
+                _ = tick.tick() => self.poll_now.notify_one(),
+                _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
+                _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
+                _ = hup.recv() => {
+                    let lines = self.reload();
+                    for line in lines {
+                        tracing::info!("reload: {line}");
+                    }
+                    self.reconcile(false);
+                }
+                _ = sleep_until(wake_at.into()) => self.reconcile(false),
+            }
+            if self.shutting_down && self.owner.is_empty() {
+                tracing::info!("all processes stopped; exiting");
+                return Ok(Exit::Clean);
+            }
+            if self.force_exit_at.is_some_and(|t| Instant::now() >= t) {
+                tracing::error!("processes still running after the shutdown timeout; killing them");
+                self.kill_everything();
+                return Ok(Exit::Forced);
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let blocked = self.jobs.values().filter_map(|j| j.blocked_until).filter(|t| *t > Instant::now());
+        blocked.chain(self.force_exit_at).min().unwrap_or(far)
+    }
+
+    /// Returns true when the supervisor must exit at once (second signal).
+    fn on_stop_signal(&mut self, name: &str) -> bool {
+        if self.shutting_down {
+            tracing::warn!("second {name}: killing every process now");
+            self.kill_everything();
+            return true;
+        }
+        tracing::info!("{name} received: shutting down (in-flight jobs get {:?})", self.settings.shutdown_timeout);
+        self.begin_shutdown();
+        false
+    }
+
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        // Process tasks escalate to TERM and KILL themselves; this is the backstop.
+        self.force_exit_at = Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
+        for job in self.jobs.values_mut() {
+            for proc in job.procs.values_mut() {
+                proc.stop();
+            }
+        }
+    }
+
+    fn kill_everything(&mut self) {
+        for pid in self.owner.keys() {
+            spawn::signal_group(*pid, Signal::SIGKILL);
+        }
+    }
+
+    fn job_of(&mut self, pid: u32) -> Option<&mut Job> {
+        let name = self.owner.get(&pid)?;
+        self.jobs.get_mut(name)
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Ready { pid } => {
+                if let Some(job) = self.job_of(pid) {
+                    if let Some(p) = job.procs.get_mut(&pid) {
+                        p.set_state(ProcState::Idle { since: Instant::now() });
+                    }
+                }
+            }
+            Event::Busy { pid } => {
+                let Some(job) = self.job_of(pid) else { return };
+                job.lastrun = now_epoch();
+                if let Some(p) = job.procs.get_mut(&pid) {
+                    p.set_state(ProcState::Busy);
+                }
+                // The last idle process just became busy: more may be waiting.
+                let no_idle = !job.procs.values().any(|p| matches!(p.state, ProcState::Idle { .. }));
+                let room = job.live_count() < job.max as usize;
+                if no_idle && room {
+                    self.request_event_poll();
+                }
+            }
+            Event::JobEnded { pid, outcome } => {
+                let Some(job) = self.job_of(pid) else { return };
+                if let JobOutcome::Failed(message) = outcome {
+                    job.record_error(&message);
+                }
+                if let Some(p) = job.procs.get_mut(&pid) {
+                    p.jobs_done += 1;
+                    p.set_state(ProcState::Idle { since: Instant::now() });
+                }
+            }
+            Event::Retiring { pid, .. } => {
+                if let Some(p) = self.job_of(pid).and_then(|j| j.procs.get_mut(&pid)) {
+                    p.stop_sent = true;
+                    p.state = ProcState::Stopping;
+                }
+            }
+            Event::Report { pid, report } => {
+                let Some(job) = self.job_of(pid) else { return };
+                match report {
+                    Report::LastRun(t) => job.lastrun = t,
+                    Report::LastError(t) => job.lasterror = t,
+                    Report::LastErrorMsg(m) => job.lasterror_msg = m,
+                }
+            }
+            Event::Exited { pid, status, cause } => self.on_exit(pid, status, cause),
+        }
+    }
+
+    fn on_exit(&mut self, pid: u32, status: Option<std::process::ExitStatus>, cause: ExitCause) {
+        let Some(name) = self.owner.remove(&pid) else { return };
+        let by_console = self.console_killed.remove(&pid);
+        let shutting_down = self.shutting_down;
+        let Some(job) = self.jobs.get_mut(&name) else { return };
+        let Some(proc) = job.procs.remove(&pid) else { return };
+        let tag = proc_tag(pid, &name);
+        let described = status.as_ref().map(spawn::describe_exit).unwrap_or_else(|| "exited".into());
+        let code = status.and_then(|s| s.code()).map_or(described.clone(), |c| format!("Exited with status {c}"));
+        match cause {
+            ExitCause::Requested => tracing::info!("{tag} {code}"),
+            _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
+            ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
+                let quick = proc.started.elapsed() < CRASH_WINDOW;
+                job.record_error(&why);
+                if quick {
+                    let delay = job.note_quick_failure();
+                    tracing::warn!("{tag} {why}; within {}s of its start, next start in {}s", CRASH_WINDOW.as_secs(), delay.as_secs());
+                } else {
+                    job.failures = 0;
+                    tracing::warn!("{tag} {why}");
+                }
+            }
+        }
+    }
+
+    fn request_event_poll(&mut self) {
+        if self.last_event_poll.elapsed() >= MIN_EVENT_POLL_GAP {
+            self.last_event_poll = Instant::now();
+            self.poll_now.notify_one();
+        }
+    }
+
+    fn on_snapshot(&mut self, snapshot: StatusSnapshot) {
+        self.status = snapshot;
+        self.warn_unknown_functions();
+        let now = Instant::now();
+        for job in self.jobs.values_mut() {
+            let (waiting, running) = job.queue(&self.status);
+            if waiting > 0 || running > 0 {
+                job.quiet_since = now;
+            }
+            if job.spec.protocol == Protocol::Gearman {
+                job.estimate_gearman_states(running, now);
+            }
+        }
+        self.check_rss();
+    }
+
+    fn warn_unknown_functions(&mut self) {
+        let served: HashSet<&str> = self.jobs.values().flat_map(|j| j.spec.function_names()).collect();
+        let now = Instant::now();
+        let mut unknown = Vec::new();
+        for (function, counts) in &self.status.functions {
+            if counts.total == 0 || served.contains(function.as_str()) {
+                continue;
+            }
+            let recently = self.unknown_warned.get(function).is_some_and(|t| now.duration_since(*t) < UNKNOWN_WARN_EVERY);
+            if !recently {
+                unknown.push((function.clone(), *counts));
+            }
+        }
+        for (function, counts) in unknown {
+            self.unknown_warned.insert(function.clone(), now);
+            tracing::warn!("gearmand queues {} job(s) for `{function}`, which no job serves", counts.total);
+            if let Some(argv) = &self.settings.unknown_job_command {
+                let row = serde_json::json!({
+                    "name": function, "queue": counts.total, "busy": counts.running, "free": counts.workers.saturating_sub(counts.running),
+                });
+                tokio::spawn(run_unknown_job_command(argv.clone(), row.to_string()));
+            }
+        }
+    }
+
+    /// Recycles processes past their job's `max_rss`.
+    fn check_rss(&mut self) {
+        for job in self.jobs.values_mut() {
+            if job.spec.max_rss_mib == 0 {
+                continue;
+            }
+            let limit = job.spec.max_rss_mib * 1024;
+            for (pid, proc) in job.procs.iter_mut() {
+                if proc.stop_sent {
+                    continue;
+                }
+                if let Some(rss) = pools::rss_kib(*pid) {
+                    if rss > limit {
+                        let reason = format!("max_rss {} MiB passed ({} MiB resident)", job.spec.max_rss_mib, rss / 1024);
+                        proc.retire(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the policy to every job.
+    fn reconcile(&mut self, fresh_poll: bool) {
+        if self.shutting_down {
+            return;
+        }
+        let now = Instant::now();
+        let ctx = policy::Context { now, max_idle_time: self.settings.max_idle_time, fresh_poll };
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            let actions = {
+                let job = &self.jobs[&name];
+                let views = job.proc_views();
+                let waiting = (self.status.servers_answered > 0).then(|| job.queue(&self.status).0);
+                let view = policy::JobView {
+                    min: job.min,
+                    max: job.max,
+                    procs: &views,
+                    waiting,
+                    restart_blocked: job.blocked_until.is_some_and(|t| t > now),
+                };
+                policy::decide(&view, &ctx)
+            };
+            for action in actions {
+                self.apply(&name, action);
+            }
+        }
+    }
+
+    fn apply(&mut self, name: &str, action: Action) {
+        match action {
+            Action::Start { count, .. } => {
+                for _ in 0..count {
+                    if !self.start_process(name) {
+                        break;
+                    }
+                }
+            }
+            Action::Stop { pid, idle_for } => {
+                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+                    tracing::info!("{} Process stopped (idle {}s)", proc_tag(pid, name), idle_for.as_secs());
+                    proc.stop();
+                }
+            }
+            Action::StopAfterJob { pid } => {
+                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+                    tracing::info!("{} Process will stop after its current job", proc_tag(pid, name));
+                    proc.stop();
+                }
+            }
+        }
+    }
+
+    /// Spawns one process; false when spawning failed (then backoff applies).
+    fn start_process(&mut self, name: &str) -> bool {
+        let Some(job) = self.jobs.get_mut(name) else { return false };
+        let spec: Arc<JobSpec> = job.spec.clone();
+        let child = match spawn::spawn(&spec, &self.servers) {
+            Ok(child) => child,
+            Err(err) => {
+                let why = format!("cannot start {}: {err}", spec.command[0]);
+                job.record_error(&why);
+                let delay = job.note_quick_failure();
+                tracing::error!("[{name}] {why}; next start in {}s", delay.as_secs());
+                return false;
+            }
+        };
+        let Some(pid) = child.id() else { return false };
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let setup = stdio::ProcessSetup {
+            pid,
+            job: spec.clone(),
+            servers: self.servers.clone(),
+            events: self.events_tx.clone(),
+            control: control_rx,
+            shutdown_timeout: self.settings.shutdown_timeout,
+        };
+        match spec.protocol {
+            Protocol::Stdio | Protocol::Exec => tokio::spawn(stdio::run(setup, child)),
+            Protocol::Gearman => tokio::spawn(gearman_proc::run(setup, child)),
+        };
+        job.procs.insert(pid, Proc::new(control_tx));
+        self.owner.insert(pid, name.to_string());
+        tracing::info!("{} Process started", proc_tag(pid, name));
+        true
+    }
+
+    fn on_console(&mut self, line: &str) -> console::Reply {
+        console::commands::execute(self, line)
+    }
+
+    /// Re-reads the config and worker files. Unchanged jobs keep their
+    /// processes; changed ones get new processes (old ones stop after their
+    /// current job); removed ones stop. A config that fails validation
+    /// changes nothing.
+    pub fn reload(&mut self) -> Vec<String> {
+        let loaded = match crate::config::load(&self.flags) {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                let mut lines = vec!["ERR the new configuration is invalid; nothing changed".to_string()];
+                lines.extend(errors.0.iter().map(|e| e.to_string()));
+                for line in &lines {
+                    tracing::error!("reload: {line}");
+                }
+                return lines;
+            }
+        };
+        let mut lines = Vec::new();
+        let mut new_jobs = std::collections::BTreeMap::new();
+        for spec in loaded.jobs {
+            let name = spec.name.clone();
+            match self.jobs.remove(&name) {
+                Some(mut old) if old.spec.same_processes(&spec) => {
+                    if (old.min, old.max) != (spec.min_processes, spec.max_processes) {
+                        lines.push(format!("{name}: processes {}..{} -> {}..{}", old.min, old.max, spec.min_processes, spec.max_processes));
+                        old.min = spec.min_processes;
+                        old.max = spec.max_processes;
+                    }
+                    old.spec = spec;
+                    new_jobs.insert(name, old);
+                }
+                Some(mut old) => {
+                    lines.push(format!("{name}: changed; replacing its processes"));
+                    let mut job = Job::new(spec);
+                    job.lastrun = old.lastrun;
+                    job.lasterror = old.lasterror;
+                    job.lasterror_msg = std::mem::take(&mut old.lasterror_msg);
+                    for (pid, mut proc) in std::mem::take(&mut old.procs) {
+                        proc.stop();
+                        job.procs.insert(pid, proc);
+                    }
+                    new_jobs.insert(name, job);
+                }
+                None => {
+                    lines.push(format!("{name}: added"));
+                    new_jobs.insert(name.clone(), Job::new(spec));
+                }
+            }
+        }
+        for (name, mut old) in std::mem::take(&mut self.jobs) {
+            lines.push(format!("{name}: removed; stopping its processes"));
+            for proc in old.procs.values_mut() {
+                proc.stop();
+            }
+            // Keep it listed until its processes are gone, with no processes wanted.
+            old.min = 0;
+            old.max = 0;
+            old.removed = true;
+            new_jobs.insert(name, old);
+        }
+        self.jobs = new_jobs;
+        self.settings.max_idle_time = loaded.settings.max_idle_time;
+        self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
+        self.settings.unknown_job_command = loaded.settings.unknown_job_command;
+        if lines.is_empty() {
+            lines.push("nothing changed".into());
+        }
+        lines.insert(0, "OK".into());
+        lines
+    }
+
+    fn drop_removed_jobs(&mut self) {
+        self.jobs.retain(|_, j| !(j.removed && j.procs.is_empty()));
+    }
+}
+
+impl Pools for Supervisor {
+    fn job_rows(&mut self) -> Vec<console::JobRow> {
+        self.drop_removed_jobs();
+        self.jobs.iter().filter(|(_, j)| !j.removed).map(|(name, j)| j.row(name)).collect()
+    }
+
+    fn job_pids(&self, name: &str) -> Option<Vec<u32>> {
+        self.jobs.get(name).filter(|j| !j.removed).map(|j| j.procs.keys().copied().collect())
+    }
+
+    fn set_limits(&mut self, name: &str, min: Option<u32>, max: Option<u32>) {
+        if let Some(job) = self.jobs.get_mut(name) {
+            if let Some(min) = min {
+                job.min = min;
+            }
+            if let Some(max) = max {
+                job.max = max;
+            }
+            tracing::info!("[{name}] processes set to min {} max {} from the console", job.min, job.max);
+        }
+    }
+
+    fn limits(&self, name: &str) -> Option<(u32, u32)> {
+        self.jobs.get(name).filter(|j| !j.removed).map(|j| (j.min, j.max))
+    }
+
+    fn kill(&mut self, pids: &[u32]) {
+        for pid in pids {
+            if self.owner.contains_key(pid) {
+                self.console_killed.insert(*pid);
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGTERM);
+            }
+        }
+    }
+
+    fn owns(&self, pid: u32) -> bool {
+        self.owner.contains_key(&pid)
+    }
+
+    fn proc_rows(&self) -> Vec<console::ProcRow> {
+        let mut rows: Vec<console::ProcRow> = self
+            .jobs
+            .iter()
+            .flat_map(|(name, job)| job.procs.iter().map(move |(pid, p)| p.row(*pid, name)))
+            .collect();
+        rows.sort_by(|a, b| a.job.cmp(&b.job).then(a.pid.cmp(&b.pid)));
+        rows
+    }
+
+    fn shutdown(&mut self) {
+        tracing::info!("shutdown requested from the console");
+        self.begin_shutdown();
+    }
+
+    fn reload(&mut self) -> Vec<String> {
+        Supervisor::reload(self)
+    }
+}
+
+fn now_epoch() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn poll_loop(mut poller: StatusPoller, wake: Arc<Notify>, out: mpsc::UnboundedSender<StatusSnapshot>) {
+    loop {
+        wake.notified().await;
+        let snapshot = poller.poll().await;
+        if out.send(snapshot).is_err() {
+            return;
+        }
+    }
+}
+
+async fn run_unknown_job_command(argv: Vec<String>, row: String) {
+    use tokio::io::AsyncWriteExt;
+    let child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(err) => return tracing::error!("unknown_job_command {}: {err}", argv[0]),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(row.as_bytes()).await;
+        let _ = stdin.write_all(b"\n").await;
+    }
+    match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+        Ok(Ok(status)) if !status.success() => {
+            tracing::warn!("unknown_job_command {} {}", argv[0], spawn::describe_exit(&status))
+        }
+        Ok(_) => {}
+        Err(_) => tracing::warn!("unknown_job_command {} ran over 60s; killed", argv[0]),
+    }
+}
+
+pub use events::Control as ProcessControl;
+
+impl Proc {
+    fn stop(&mut self) {
+        if !self.stop_sent {
+            self.stop_sent = true;
+            let _ = self.control.send(Control::Stop);
+        }
+        self.state = ProcState::Stopping;
+    }
+
+    fn retire(&mut self, reason: String) {
+        if !self.stop_sent {
+            self.stop_sent = true;
+            let _ = self.control.send(Control::Retire(reason));
+        }
+        self.state = ProcState::Stopping;
+    }
+}

@@ -1,0 +1,606 @@
+//! One stdio-protocol process: its pipes, its Gearman worker connections (one
+//! per server) and the grab loop that asks gearmand for work only while the
+//! process is idle.
+//!
+//! The loop is a small state machine driven by one `select!` over the
+//! worker's framed stdout, the server connections, supervisor control and a
+//! single timer. Grabbing goes server by server (`GRAB_JOB_UNIQ`; on `NO_JOB`
+//! the next one); when every server said `NO_JOB` the process sleeps
+//! (`PRE_SLEEP`) until any server wakes it with `NOOP`. When the process dies
+//! with a job in flight, its connections are dropped without an answer, so
+//! gearmand hands the job to another worker.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::process::{Child, ChildStdin, ChildStderr};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+use tokio_util::codec::FramedRead;
+
+use super::events::{Control, Event, ExitCause, JobOutcome};
+use super::spawn::{describe_exit, signal_group};
+use crate::config::{JobSpec, Protocol};
+use crate::gearman::{self, arg, GearmanError, Link, Packet, PacketType};
+use crate::logging::proc_tag;
+use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
+
+/// How long a process gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// Reconnect backoff to a server that went away.
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// Extra time the supervisor allows an exec slot beyond the job's timeout,
+/// so that the slot fails the job itself and survives.
+const EXEC_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
+
+pub struct ProcessSetup {
+    pub pid: u32,
+    pub job: Arc<JobSpec>,
+    pub servers: Arc<Vec<String>>,
+    pub events: mpsc::UnboundedSender<Event>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub shutdown_timeout: Duration,
+}
+
+enum Phase {
+    Starting { deadline: Instant },
+    /// Waiting for the answer to a GRAB_JOB_UNIQ sent to `server`.
+    Asking { server: usize, asked: usize },
+    Sleeping,
+    Busy(InFlight),
+    /// Stdin closed and connections dropped; waiting for it to exit.
+    Draining { signal_at: Instant, next: Option<Signal> },
+}
+
+struct InFlight {
+    server: usize,
+    handle: Bytes,
+    /// False once that server's connection broke: the answer has nowhere to go.
+    deliverable: bool,
+    deadline: Option<(Instant, Duration)>,
+}
+
+struct ServerLink {
+    addr: String,
+    link: Option<Link>,
+    reconnect_at: Option<Instant>,
+    backoff: Duration,
+}
+
+enum Wake {
+    Frame(Option<Result<WorkerFrame, crate::protocol::ProtocolError>>),
+    Packet(usize, Option<Result<Packet, GearmanError>>),
+    Control(Option<Control>),
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Timer,
+}
+
+struct StdioProcess {
+    tag: String,
+    setup: ProcessSetup,
+    child: Child,
+    frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
+    jobs_in: Option<mpsc::Sender<(Vec<u8>, Bytes)>>,
+    servers: Vec<ServerLink>,
+    phase: Phase,
+    next_server: usize,
+    started: Instant,
+    jobs_done: u64,
+    stop_requested: bool,
+    retire_reason: Option<String>,
+    cause: Option<ExitCause>,
+}
+
+/// Runs the process until it has exited and been reaped.
+pub async fn run(setup: ProcessSetup, mut child: Child) {
+    let tag = proc_tag(setup.pid, &setup.job.name);
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(log_stderr(tag.clone(), stderr));
+    }
+    let (jobs_tx, jobs_rx) = mpsc::channel(1);
+    tokio::spawn(write_jobs(stdin, jobs_rx));
+    let servers = setup
+        .servers
+        .iter()
+        .map(|addr| ServerLink { addr: addr.clone(), link: None, reconnect_at: None, backoff: RECONNECT_MIN })
+        .collect();
+    let start_timeout = setup.job.start_timeout;
+    let mut process = StdioProcess {
+        tag,
+        child,
+        frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
+        jobs_in: Some(jobs_tx),
+        servers,
+        phase: Phase::Starting { deadline: Instant::now() + start_timeout },
+        next_server: 0,
+        started: Instant::now(),
+        jobs_done: 0,
+        stop_requested: false,
+        retire_reason: None,
+        cause: None,
+        setup,
+    };
+    process.run().await;
+}
+
+/// Writes `JOB` headers and workloads; ends (closing stdin) when the sender is dropped.
+async fn write_jobs(stdin: ChildStdin, mut jobs: mpsc::Receiver<(Vec<u8>, Bytes)>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
+    while let Some((header, payload)) = jobs.recv().await {
+        let written = async {
+            out.write_all(&header).await?;
+            out.write_all(&payload).await?;
+            out.flush().await
+        };
+        if written.await.is_err() {
+            break;
+        }
+    }
+}
+
+pub(super) async fn log_stderr(tag: String, stderr: ChildStderr) {
+    let mut lines = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut lines).take(64 * 1024).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::info!("{tag} STDERR: {}", text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet, GearmanError>>) {
+    poll_fn(|cx| {
+        for (i, s) in servers.iter_mut().enumerate() {
+            if let Some(link) = s.link.as_mut() {
+                if let Poll::Ready(item) = link.poll_next_unpin(cx) {
+                    return Poll::Ready((i, item));
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+impl StdioProcess {
+    async fn run(&mut self) {
+        loop {
+            let deadline = self.deadline();
+            let wake = tokio::select! {
+                frame = self.frames.next() => Wake::Frame(frame),
+                (i, p) = next_packet(&mut self.servers) => Wake::Packet(i, p),
+                c = self.setup.control.recv() => Wake::Control(c),
+                s = self.child.wait() => Wake::Exited(s),
+                _ = sleep_until(deadline.into()) => Wake::Timer,
+            };
+            match wake {
+                Wake::Frame(Some(Ok(frame))) => self.on_frame(frame).await,
+                Wake::Frame(Some(Err(err))) => self.protocol_error(err.to_string()),
+                Wake::Frame(None) => {
+                    let status = self.reap_after_stdout_closed().await;
+                    return self.exited(status);
+                }
+                Wake::Packet(i, Some(Ok(packet))) => self.on_packet(i, packet).await,
+                Wake::Packet(i, _) => self.server_lost(i),
+                Wake::Control(Some(Control::Stop)) => self.request_stop(None),
+                Wake::Control(Some(Control::Retire(reason))) => self.request_stop(Some(reason)),
+                Wake::Control(None) => self.request_stop(None),
+                Wake::Exited(status) => {
+                    let status = status.ok();
+                    // Answers the worker wrote just before exiting still count.
+                    while let Ok(Some(Ok(frame))) =
+                        tokio::time::timeout(Duration::from_millis(50), self.frames.next()).await
+                    {
+                        self.on_frame(frame).await;
+                    }
+                    return self.exited(status);
+                }
+                Wake::Timer => self.on_timer().await,
+            }
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let phase = match &self.phase {
+            Phase::Starting { deadline } => Some(*deadline),
+            Phase::Busy(job) => job.deadline.map(|(d, _)| d),
+            Phase::Draining { signal_at, next: Some(_) } => Some(*signal_at),
+            Phase::Asking { .. } | Phase::Sleeping => self.lifetime_end(),
+            Phase::Draining { next: None, .. } => None,
+        };
+        let reconnect = self.servers.iter().filter_map(|s| s.reconnect_at).min();
+        [phase, reconnect].into_iter().flatten().min().unwrap_or(far)
+    }
+
+    fn lifetime_end(&self) -> Option<Instant> {
+        self.setup.job.max_lifetime.map(|l| self.started + l)
+    }
+
+    fn send_event(&self, event: Event) {
+        let _ = self.setup.events.send(event);
+    }
+
+    async fn on_frame(&mut self, frame: WorkerFrame) {
+        match (&self.phase, frame) {
+            (Phase::Starting { .. }, WorkerFrame::Ready) => self.became_ready().await,
+            (Phase::Busy(_), WorkerFrame::Data(d)) => self.relay(PacketType::WorkData, vec![d]).await,
+            (Phase::Busy(_), WorkerFrame::Warning(w)) => self.relay(PacketType::WorkWarning, vec![w]).await,
+            (Phase::Busy(_), WorkerFrame::Status(n, d)) => self.relay(PacketType::WorkStatus, vec![n, d]).await,
+            (Phase::Busy(_), WorkerFrame::Done(result)) => {
+                self.relay(PacketType::WorkComplete, vec![result]).await;
+                self.job_ended(JobOutcome::Done).await;
+            }
+            (Phase::Busy(_), WorkerFrame::Fail(message)) => {
+                self.fail_in_flight(&message).await;
+                let text = String::from_utf8_lossy(&message).into_owned();
+                self.job_ended(JobOutcome::Failed(text)).await;
+            }
+            (Phase::Draining { .. }, _) => {}
+            (_, frame) => self.protocol_error(format!("unexpected {} outside a job", frame_name(&frame))),
+        }
+    }
+
+    async fn became_ready(&mut self) {
+        for i in 0..self.servers.len() {
+            self.connect_server(i).await;
+        }
+        tracing::debug!("{} ready", self.tag);
+        self.send_event(Event::Ready { pid: self.setup.pid });
+        self.grab_or_sleep(self.next_server, 0).await;
+    }
+
+    async fn connect_server(&mut self, i: usize) {
+        let addr = self.servers[i].addr.clone();
+        match gearman::connect(&addr).await {
+            Ok(mut link) => {
+                let mut ok = true;
+                for f in &self.setup.job.functions {
+                    let can_do = gearman::request(PacketType::CanDo, vec![Bytes::from(f.function.clone())]);
+                    ok &= link.feed(can_do).await.is_ok();
+                }
+                ok &= link.flush().await.is_ok();
+                let s = &mut self.servers[i];
+                if ok {
+                    s.link = Some(link);
+                    s.reconnect_at = None;
+                    s.backoff = RECONNECT_MIN;
+                } else {
+                    self.schedule_reconnect(i);
+                }
+            }
+            Err(err) => {
+                tracing::debug!("{} cannot reach gearmand {addr}: {err}", self.tag);
+                self.schedule_reconnect(i);
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self, i: usize) {
+        let s = &mut self.servers[i];
+        s.link = None;
+        // Jitter by pid so that hundreds of processes do not reconnect in step.
+        let jitter = Duration::from_millis(u64::from(self.setup.pid % 97) * s.backoff.as_millis() as u64 / 200);
+        s.reconnect_at = Some(Instant::now() + s.backoff + jitter);
+        s.backoff = (s.backoff * 2).min(RECONNECT_MAX);
+    }
+
+    fn connected(&self) -> usize {
+        self.servers.iter().filter(|s| s.link.is_some()).count()
+    }
+
+    /// Asks the next connected server from `from` for a job, or sleeps when
+    /// `asked` servers already said NO_JOB.
+    async fn grab_or_sleep(&mut self, from: usize, asked: usize) {
+        if self.stop_requested || self.retire_reason.is_some() {
+            return self.begin_stop();
+        }
+        let n = self.servers.len();
+        if asked < self.connected() {
+            for step in 0..n {
+                let i = (from + step) % n;
+                if self.servers[i].link.is_some() {
+                    if self.send_to(i, gearman::request(PacketType::GrabJobUniq, vec![])).await {
+                        self.phase = Phase::Asking { server: i, asked };
+                        return;
+                    }
+                }
+            }
+        }
+        for i in 0..n {
+            if self.servers[i].link.is_some() {
+                self.send_to(i, gearman::request(PacketType::PreSleep, vec![])).await;
+            }
+        }
+        self.phase = Phase::Sleeping;
+    }
+
+    /// Sends one packet; a broken connection schedules a reconnect.
+    async fn send_to(&mut self, i: usize, packet: Packet) -> bool {
+        let Some(link) = self.servers[i].link.as_mut() else {
+            return false;
+        };
+        if link.send(packet).await.is_ok() {
+            return true;
+        }
+        self.server_lost(i);
+        false
+    }
+
+    async fn on_packet(&mut self, i: usize, packet: Packet) {
+        match packet.ptype {
+            PacketType::Noop => {
+                if matches!(self.phase, Phase::Sleeping) {
+                    self.grab_or_sleep(i, 0).await;
+                }
+            }
+            PacketType::NoJob => {
+                if let Phase::Asking { server, asked } = self.phase {
+                    if server == i {
+                        let n = self.servers.len();
+                        self.grab_or_sleep((i + 1) % n, asked + 1).await;
+                    }
+                }
+            }
+            PacketType::JobAssignUniq | PacketType::JobAssign => {
+                if matches!(self.phase, Phase::Asking { server, .. } if server == i) {
+                    self.start_job(i, packet).await;
+                }
+            }
+            PacketType::Error => {
+                tracing::warn!(
+                    "{} gearmand {} answered ERROR {}: {}",
+                    self.tag,
+                    self.servers[i].addr,
+                    String::from_utf8_lossy(&arg(&packet, 0)),
+                    String::from_utf8_lossy(&arg(&packet, 1))
+                );
+            }
+            _ => {}
+        }
+    }
+
+    async fn start_job(&mut self, server: usize, packet: Packet) {
+        let uniq = packet.ptype == PacketType::JobAssignUniq;
+        let handle = arg(&packet, 0);
+        let function = arg(&packet, 1);
+        let (unique, workload) = if uniq { (arg(&packet, 2), arg(&packet, 3)) } else { (Bytes::new(), arg(&packet, 2)) };
+        self.next_server = (server + 1) % self.servers.len();
+        let Some(spec) = self.setup.job.function(&function).cloned() else {
+            tracing::warn!("{} was assigned unknown function {}", self.tag, String::from_utf8_lossy(&function));
+            self.send_to(server, gearman::request(PacketType::WorkFail, vec![handle])).await;
+            return self.grab_or_sleep(self.next_server, 0).await;
+        };
+        let header = job_header(&spec.key, &handle, &unique, workload.len());
+        let timeout = match (self.setup.job.protocol, spec.timeout) {
+            (Protocol::Exec, Some(t)) => Some((Instant::now() + t + EXEC_TIMEOUT_SLACK, t)),
+            (_, Some(t)) => Some((Instant::now() + t, t)),
+            (_, None) => None,
+        };
+        self.phase = Phase::Busy(InFlight { server, handle, deliverable: true, deadline: timeout });
+        self.send_event(Event::Busy { pid: self.setup.pid });
+        if let Some(jobs) = &self.jobs_in {
+            // A closed pipe shows up as the process exiting; nothing to do here.
+            let _ = jobs.send((header, workload)).await;
+        }
+    }
+
+    /// Sends a WORK_* packet for the job in flight.
+    async fn relay(&mut self, ptype: PacketType, rest: Vec<Bytes>) {
+        let Phase::Busy(job) = &self.phase else { return };
+        if !job.deliverable {
+            return;
+        }
+        let server = job.server;
+        let mut args = Vec::with_capacity(rest.len() + 1);
+        args.push(job.handle.clone());
+        args.extend(rest);
+        self.send_to(server, gearman::request(ptype, args)).await;
+    }
+
+    /// WORK_FAIL, preceded by the message as WORK_WARNING so that a
+    /// foreground client can see why (WORK_FAIL itself carries no text).
+    async fn fail_in_flight(&mut self, message: &[u8]) {
+        if !message.is_empty() {
+            self.relay(PacketType::WorkWarning, vec![Bytes::copy_from_slice(message)]).await;
+        }
+        self.relay(PacketType::WorkFail, vec![]).await;
+    }
+
+    async fn job_ended(&mut self, outcome: JobOutcome) {
+        self.jobs_done += 1;
+        self.send_event(Event::JobEnded { pid: self.setup.pid, outcome });
+        let job = &self.setup.job;
+        if job.max_jobs > 0 && self.jobs_done >= job.max_jobs {
+            self.retire(format!("max_jobs {} reached", job.max_jobs));
+        } else if self.lifetime_end().is_some_and(|end| Instant::now() >= end) {
+            self.retire(format!("max_lifetime {}s reached", job.max_lifetime.unwrap_or_default().as_secs()));
+        }
+        self.phase = Phase::Sleeping;
+        self.grab_or_sleep(self.next_server, 0).await;
+    }
+
+    fn retire(&mut self, reason: String) {
+        if self.retire_reason.is_none() && !self.stop_requested {
+            tracing::info!("{} Recycling: {reason}", self.tag);
+            self.send_event(Event::Retiring { pid: self.setup.pid, reason: reason.clone() });
+            self.retire_reason = Some(reason);
+        }
+    }
+
+    fn request_stop(&mut self, retire: Option<String>) {
+        match retire {
+            Some(reason) => self.retire(reason),
+            None => self.stop_requested = true,
+        }
+        match self.phase {
+            Phase::Busy(_) | Phase::Draining { .. } => {}
+            // Dropping the connections while a GRAB is unanswered is safe: a
+            // job gearmand assigned meanwhile goes back to its queue.
+            _ => self.begin_stop(),
+        }
+    }
+
+    /// Closes the connections and stdin; the process should exit by itself.
+    fn begin_stop(&mut self) {
+        if matches!(self.phase, Phase::Draining { .. }) {
+            return;
+        }
+        for s in &mut self.servers {
+            s.link = None;
+            s.reconnect_at = None;
+        }
+        self.jobs_in = None;
+        self.cause.get_or_insert(ExitCause::Requested);
+        self.phase = Phase::Draining {
+            signal_at: Instant::now() + self.setup.shutdown_timeout,
+            next: Some(Signal::SIGTERM),
+        };
+    }
+
+    fn kill_now(&mut self, cause: ExitCause) {
+        for s in &mut self.servers {
+            s.link = None;
+            s.reconnect_at = None;
+        }
+        self.jobs_in = None;
+        self.cause.get_or_insert(cause);
+        signal_group(self.setup.pid, Signal::SIGTERM);
+        self.phase = Phase::Draining { signal_at: Instant::now() + KILL_GRACE, next: Some(Signal::SIGKILL) };
+    }
+
+    fn protocol_error(&mut self, message: String) {
+        tracing::error!("{} Protocol error: {message}; killing the process", self.tag);
+        self.kill_now(ExitCause::Unexpected(format!("protocol error: {message}")));
+    }
+
+    fn server_lost(&mut self, i: usize) {
+        tracing::debug!("{} lost its connection to gearmand {}", self.tag, self.servers[i].addr);
+        self.schedule_reconnect(i);
+        match &mut self.phase {
+            Phase::Busy(job) if job.server == i => job.deliverable = false,
+            Phase::Asking { server, .. } if *server == i => self.phase = Phase::Sleeping,
+            _ => {}
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        match &self.phase {
+            Phase::Starting { deadline } if now >= *deadline => {
+                let secs = self.setup.job.start_timeout.as_secs();
+                tracing::error!("{} No READY within {secs}s; killing the process", self.tag);
+                signal_group(self.setup.pid, Signal::SIGKILL);
+                self.cause = Some(ExitCause::StartFailed(format!("no READY within {secs}s")));
+                self.phase = Phase::Draining { signal_at: now, next: None };
+                return;
+            }
+            Phase::Busy(job) => {
+                if let Some((deadline, limit)) = job.deadline {
+                    if now >= deadline {
+                        return self.time_out(limit).await;
+                    }
+                }
+            }
+            Phase::Draining { signal_at, next: Some(sig) } if now >= *signal_at => {
+                let sig = *sig;
+                tracing::warn!("{} did not exit in time; sending {}", self.tag, sig.as_str());
+                signal_group(self.setup.pid, sig);
+                let next = (sig == Signal::SIGTERM).then_some(Signal::SIGKILL);
+                self.phase = Phase::Draining { signal_at: now + KILL_GRACE, next };
+                return;
+            }
+            Phase::Asking { .. } | Phase::Sleeping if self.lifetime_end().is_some_and(|end| now >= end) => {
+                let secs = self.setup.job.max_lifetime.unwrap_or_default().as_secs();
+                self.retire(format!("max_lifetime {secs}s reached"));
+                return self.begin_stop();
+            }
+            _ => {}
+        }
+        self.reconnect_due(now).await;
+    }
+
+    async fn reconnect_due(&mut self, now: Instant) {
+        let due: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.servers[i].reconnect_at.is_some_and(|t| t <= now))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for i in due {
+            self.connect_server(i).await;
+        }
+        if matches!(self.phase, Phase::Sleeping) {
+            self.grab_or_sleep(self.next_server, 0).await;
+        }
+    }
+
+    async fn time_out(&mut self, limit: Duration) {
+        let message = format!("timeout after {}s", limit.as_secs());
+        tracing::warn!("{} Job {message}; killing the process", self.tag);
+        self.fail_in_flight(message.as_bytes()).await;
+        self.send_event(Event::JobEnded { pid: self.setup.pid, outcome: JobOutcome::Failed(message) });
+        self.kill_now(ExitCause::Requested);
+    }
+
+    async fn reap_after_stdout_closed(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(status) = tokio::time::timeout(KILL_GRACE, self.child.wait()).await {
+            return status.ok();
+        }
+        tracing::warn!("{} closed its stdout but kept running; killing it", self.tag);
+        signal_group(self.setup.pid, Signal::SIGKILL);
+        self.child.wait().await.ok()
+    }
+
+    fn exited(&mut self, status: Option<std::process::ExitStatus>) {
+        // Dropping the connections hands an unanswered job back to gearmand.
+        for s in &mut self.servers {
+            s.link = None;
+        }
+        let described = status.as_ref().map(describe_exit).unwrap_or_else(|| "exited".into());
+        let cause = match (self.cause.take(), &self.phase) {
+            (Some(cause), _) => cause,
+            (None, Phase::Starting { .. }) => ExitCause::Unexpected(format!("{described} before READY")),
+            (None, Phase::Busy(_)) => {
+                tracing::warn!("{} died with a job in flight; gearmand will retry it", self.tag);
+                ExitCause::Unexpected(format!("{described} while running a job"))
+            }
+            (None, _) => ExitCause::Unexpected(described.clone()),
+        };
+        // Stop the escalation timer of a process already gone.
+        signal_group_if_alive(self.setup.pid);
+        self.send_event(Event::Exited { pid: self.setup.pid, status, cause });
+    }
+}
+
+/// Kills what the worker may have left behind in its process group.
+fn signal_group_if_alive(pid: u32) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+fn frame_name(frame: &WorkerFrame) -> &'static str {
+    match frame {
+        WorkerFrame::Ready => "READY",
+        WorkerFrame::Data(_) => "DATA",
+        WorkerFrame::Warning(_) => "WARNING",
+        WorkerFrame::Status(..) => "STATUS",
+        WorkerFrame::Done(_) => "DONE",
+        WorkerFrame::Fail(_) => "FAIL",
+    }
+}
