@@ -21,7 +21,10 @@ pub fn daemonize() -> std::io::Result<()> {
         ForkResult::Parent { .. } => std::process::exit(0),
         ForkResult::Child => {}
     }
-    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     use std::os::fd::AsRawFd;
     for fd in 0..=2 {
         // SAFETY: dup2 onto the standard descriptors.
@@ -57,7 +60,9 @@ impl PidFile {
             fs::rename(&tmp, path)
         };
         write().map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
-        Ok(PidFile { path: path.to_path_buf() })
+        Ok(PidFile {
+            path: path.to_path_buf(),
+        })
     }
 }
 

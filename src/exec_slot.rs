@@ -30,7 +30,10 @@ pub enum RunResult {
 /// Serves jobs until stdin closes. Returns the process exit code.
 pub fn main(command: Vec<String>) -> i32 {
     let timeouts = parse_timeouts(&std::env::var(EXEC_TIMEOUTS_ENV).unwrap_or_default());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("exec-slot: cannot start: {err}");
@@ -53,7 +56,10 @@ pub fn main(command: Vec<String>) -> i32 {
             Err(_) => return 1,
         }
         let Some((name, size)) = parse_job_header(&header) else {
-            eprintln!("exec-slot: bad header from the supervisor: {}", String::from_utf8_lossy(&header).trim_end());
+            eprintln!(
+                "exec-slot: bad header from the supervisor: {}",
+                String::from_utf8_lossy(&header).trim_end()
+            );
             return 1;
         };
         let mut workload = vec![0; size];
@@ -96,7 +102,11 @@ fn parse_job_header(line: &[u8]) -> Option<(String, usize)> {
 }
 
 /// Runs the command once.
-pub async fn run_once(command: &[String], workload: Vec<u8>, timeout: Option<Duration>) -> RunResult {
+pub async fn run_once(
+    command: &[String],
+    workload: Vec<u8>,
+    timeout: Option<Duration>,
+) -> RunResult {
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..])
         .stdin(Stdio::piped())
@@ -107,7 +117,13 @@ pub async fn run_once(command: &[String], workload: Vec<u8>, timeout: Option<Dur
     unsafe {
         cmd.pre_exec(|| {
             libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             Ok(())
         });
     }
@@ -126,7 +142,10 @@ pub async fn run_once(command: &[String], workload: Vec<u8>, timeout: Option<Dur
     };
     let collect_out = async move {
         let mut buf = Vec::new();
-        let n = (&mut stdout).take(MAX_OUTPUT as u64 + 1).read_to_end(&mut buf).await;
+        let n = (&mut stdout)
+            .take(MAX_OUTPUT as u64 + 1)
+            .read_to_end(&mut buf)
+            .await;
         if buf.len() > MAX_OUTPUT {
             // It would block writing the rest and never exit.
             kill_group(pid);
@@ -139,7 +158,8 @@ pub async fn run_once(command: &[String], workload: Vec<u8>, timeout: Option<Dur
         buf
     };
     let all = async {
-        let (_, (out, out_buf), err_buf, status) = tokio::join!(feed, collect_out, collect_err, child.wait());
+        let (_, (out, out_buf), err_buf, status) =
+            tokio::join!(feed, collect_out, collect_err, child.wait());
         (out, out_buf, err_buf, status)
     };
     let limit = timeout.unwrap_or(Duration::from_secs(u64::MAX / 4));
@@ -171,7 +191,10 @@ pub async fn run_once(command: &[String], workload: Vec<u8>, timeout: Option<Dur
 
 fn kill_group(pid: i32) {
     if pid > 0 {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -194,7 +217,12 @@ mod tests {
 
     #[tokio::test]
     async fn stdout_is_the_result() {
-        let r = run_once(&["tr".into(), "a-z".into(), "A-Z".into()], b"hello".to_vec(), None).await;
+        let r = run_once(
+            &["tr".into(), "a-z".into(), "A-Z".into()],
+            b"hello".to_vec(),
+            None,
+        )
+        .await;
         assert_eq!(r, RunResult::Done(b"HELLO".to_vec()));
     }
 
@@ -216,8 +244,14 @@ mod tests {
 
     #[test]
     fn headers_and_timeouts_parse() {
-        assert_eq!(parse_job_header(b"JOB up H:1 - 5\n"), Some(("up".into(), 5)));
+        assert_eq!(
+            parse_job_header(b"JOB up H:1 - 5\n"),
+            Some(("up".into(), 5))
+        );
         assert_eq!(parse_job_header(b"nonsense\n"), None);
-        assert_eq!(parse_timeouts("a=3,b=x").get("a"), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            parse_timeouts("a=3,b=x").get("a"),
+            Some(&Duration::from_secs(3))
+        );
     }
 }

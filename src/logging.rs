@@ -26,7 +26,10 @@ pub fn init(level: tracing::Level, logfile: Option<&Path>) -> std::io::Result<()
     match logfile {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
         }
         None => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

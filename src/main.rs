@@ -50,7 +50,12 @@ fn run(flags: RunFlags) -> ExitCode {
         eprintln!("error: cannot open log file: {err}");
         return ExitCode::from(1);
     }
-    let pid_file = match settings.pid_file.as_deref().map(daemon::PidFile::create).transpose() {
+    let pid_file = match settings
+        .pid_file
+        .as_deref()
+        .map(daemon::PidFile::create)
+        .transpose()
+    {
         Ok(p) => p,
         Err(err) => {
             tracing::error!("{err}");
@@ -59,7 +64,11 @@ fn run(flags: RunFlags) -> ExitCode {
         }
     };
     daemon::raise_fd_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 pub enum ProcState {
     /// Spawned, not yet ready for jobs.
     Starting,
-    Idle { since: Instant },
+    Idle {
+        since: Instant,
+    },
     Busy,
     /// Asked to stop; no longer counts.
     Stopping,
@@ -57,11 +59,19 @@ pub struct Context {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Start { count: u32, reason: StartReason },
+    Start {
+        count: u32,
+        reason: StartReason,
+    },
     /// Stop an idle or starting process now.
-    Stop { pid: u32, idle_for: Duration },
+    Stop {
+        pid: u32,
+        idle_for: Duration,
+    },
     /// Stop a busy process once its current job ends.
-    StopAfterJob { pid: u32 },
+    StopAfterJob {
+        pid: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +81,11 @@ pub enum StartReason {
 }
 
 pub fn decide(job: &JobView, ctx: &Context) -> Vec<Action> {
-    let live: Vec<&ProcView> = job.procs.iter().filter(|p| p.state != ProcState::Stopping).collect();
+    let live: Vec<&ProcView> = job
+        .procs
+        .iter()
+        .filter(|p| p.state != ProcState::Stopping)
+        .collect();
     let count = live.len() as u64;
     let (min, max) = (u64::from(job.min), u64::from(job.max));
 
@@ -82,18 +96,31 @@ pub fn decide(job: &JobView, ctx: &Context) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut planned = count;
     if planned < min && !job.restart_blocked {
-        actions.push(Action::Start { count: (min - planned) as u32, reason: StartReason::BelowMin });
+        actions.push(Action::Start {
+            count: (min - planned) as u32,
+            reason: StartReason::BelowMin,
+        });
         planned = min;
     }
 
     let waiting = job.waiting.unwrap_or(0);
-    let any_idle = live.iter().any(|p| matches!(p.state, ProcState::Idle { .. }));
-    let starting = live.iter().filter(|p| p.state == ProcState::Starting).count() as u64
+    let any_idle = live
+        .iter()
+        .any(|p| matches!(p.state, ProcState::Idle { .. }));
+    let starting = live
+        .iter()
+        .filter(|p| p.state == ProcState::Starting)
+        .count() as u64
         + (planned - count);
     if waiting > 0 && !any_idle && !job.restart_blocked {
-        let wanted = waiting.saturating_sub(starting).min(max.saturating_sub(planned));
+        let wanted = waiting
+            .saturating_sub(starting)
+            .min(max.saturating_sub(planned));
         if wanted > 0 {
-            actions.push(Action::Start { count: wanted as u32, reason: StartReason::Backlog });
+            actions.push(Action::Start {
+                count: wanted as u32,
+                reason: StartReason::Backlog,
+            });
         }
         return actions;
     }
@@ -113,8 +140,10 @@ fn idle_for(p: &ProcView, now: Instant) -> Option<Duration> {
 
 /// Longest idle first.
 fn idle_sorted<'a>(live: &[&'a ProcView], now: Instant) -> Vec<(&'a ProcView, Duration)> {
-    let mut idle: Vec<(&ProcView, Duration)> =
-        live.iter().filter_map(|p| idle_for(p, now).map(|d| (*p, d))).collect();
+    let mut idle: Vec<(&ProcView, Duration)> = live
+        .iter()
+        .filter_map(|p| idle_for(p, now).map(|d| (*p, d)))
+        .collect();
     idle.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
     idle
 }
@@ -124,7 +153,10 @@ fn idle_surplus(live: &[&ProcView], surplus: usize, ctx: &Context) -> Vec<Action
         .into_iter()
         .filter(|(_, d)| *d >= ctx.max_idle_time)
         .take(surplus)
-        .map(|(p, d)| Action::Stop { pid: p.pid, idle_for: d })
+        .map(|(p, d)| Action::Stop {
+            pid: p.pid,
+            idle_for: d,
+        })
         .collect()
 }
 
@@ -134,8 +166,16 @@ fn trim_to_max(live: &[&ProcView], surplus: usize, now: Instant) -> Vec<Action> 
     let starting = live
         .iter()
         .filter(|p| p.state == ProcState::Starting)
-        .map(|p| Action::Stop { pid: p.pid, idle_for: Duration::ZERO });
-    let idle = idle_sorted(live, now).into_iter().map(|(p, d)| Action::Stop { pid: p.pid, idle_for: d });
+        .map(|p| Action::Stop {
+            pid: p.pid,
+            idle_for: Duration::ZERO,
+        });
+    let idle = idle_sorted(live, now)
+        .into_iter()
+        .map(|(p, d)| Action::Stop {
+            pid: p.pid,
+            idle_for: d,
+        });
     let busy = live
         .iter()
         .filter(|p| p.state == ProcState::Busy)
@@ -148,19 +188,38 @@ mod tests {
     use super::*;
 
     fn at(now: Instant, secs_ago: u64) -> ProcState {
-        ProcState::Idle { since: now - Duration::from_secs(secs_ago) }
+        ProcState::Idle {
+            since: now - Duration::from_secs(secs_ago),
+        }
     }
 
     fn procs(states: &[ProcState]) -> Vec<ProcView> {
-        states.iter().enumerate().map(|(i, s)| ProcView { pid: 100 + i as u32, state: *s }).collect()
+        states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ProcView {
+                pid: 100 + i as u32,
+                state: *s,
+            })
+            .collect()
     }
 
     fn ctx(now: Instant, idle: u64, fresh: bool) -> Context {
-        Context { now, max_idle_time: Duration::from_secs(idle), fresh_poll: fresh }
+        Context {
+            now,
+            max_idle_time: Duration::from_secs(idle),
+            fresh_poll: fresh,
+        }
     }
 
     fn job(min: u32, max: u32, procs: &[ProcView], waiting: Option<u64>) -> JobView<'_> {
-        JobView { min, max, procs, waiting, restart_blocked: false }
+        JobView {
+            min,
+            max,
+            procs,
+            waiting,
+            restart_blocked: false,
+        }
     }
 
     fn start(count: u32, reason: StartReason) -> Action {
@@ -170,16 +229,28 @@ mod tests {
     #[test]
     fn starts_min_at_start() {
         let now = Instant::now();
-        assert_eq!(decide(&job(2, 5, &[], Some(0)), &ctx(now, 0, true)), vec![start(2, StartReason::BelowMin)]);
-        assert_eq!(decide(&job(2, 5, &[], None), &ctx(now, 0, false)), vec![start(2, StartReason::BelowMin)]);
+        assert_eq!(
+            decide(&job(2, 5, &[], Some(0)), &ctx(now, 0, true)),
+            vec![start(2, StartReason::BelowMin)]
+        );
+        assert_eq!(
+            decide(&job(2, 5, &[], None), &ctx(now, 0, false)),
+            vec![start(2, StartReason::BelowMin)]
+        );
     }
 
     #[test]
     fn backlog_starts_up_to_max_and_no_more() {
         let now = Instant::now();
         let c = ctx(now, 0, true);
-        assert_eq!(decide(&job(0, 3, &[], Some(10)), &c), vec![start(3, StartReason::Backlog)]);
-        assert_eq!(decide(&job(0, 3, &[], Some(2)), &c), vec![start(2, StartReason::Backlog)]);
+        assert_eq!(
+            decide(&job(0, 3, &[], Some(10)), &c),
+            vec![start(3, StartReason::Backlog)]
+        );
+        assert_eq!(
+            decide(&job(0, 3, &[], Some(2)), &c),
+            vec![start(2, StartReason::Backlog)]
+        );
         let busy = procs(&[ProcState::Busy; 3]);
         assert_eq!(decide(&job(0, 3, &busy, Some(10)), &c), vec![]);
     }
@@ -189,7 +260,10 @@ mod tests {
         let now = Instant::now();
         let p = procs(&[ProcState::Starting, ProcState::Starting, ProcState::Busy]);
         assert_eq!(decide(&job(0, 8, &p, Some(2)), &ctx(now, 0, false)), vec![]);
-        assert_eq!(decide(&job(0, 8, &p, Some(5)), &ctx(now, 0, false)), vec![start(3, StartReason::Backlog)]);
+        assert_eq!(
+            decide(&job(0, 8, &p, Some(5)), &ctx(now, 0, false)),
+            vec![start(3, StartReason::Backlog)]
+        );
     }
 
     #[test]
@@ -206,7 +280,10 @@ mod tests {
         // are covered by the processes starting for min).
         assert_eq!(
             decide(&job(2, 10, &[], Some(5)), &ctx(now, 0, true)),
-            vec![start(2, StartReason::BelowMin), start(3, StartReason::Backlog)]
+            vec![
+                start(2, StartReason::BelowMin),
+                start(3, StartReason::Backlog)
+            ]
         );
     }
 
@@ -223,7 +300,10 @@ mod tests {
         // Only the process idle >= 2 s, never the busy one.
         assert_eq!(
             decide(&job(0, 3, &p, Some(0)), &ctx(now, 2, true)),
-            vec![Action::Stop { pid: 100, idle_for: Duration::from_secs(5) }]
+            vec![Action::Stop {
+                pid: 100,
+                idle_for: Duration::from_secs(5)
+            }]
         );
         // max_idle_time 0: every idle surplus process.
         assert_eq!(decide(&job(0, 3, &p, Some(0)), &ctx(now, 0, true)).len(), 2);
@@ -234,7 +314,13 @@ mod tests {
         let now = Instant::now();
         let p = procs(&[at(now, 50), at(now, 40), at(now, 30)]);
         let a = decide(&job(2, 3, &p, Some(0)), &ctx(now, 2, true));
-        assert_eq!(a, vec![Action::Stop { pid: 100, idle_for: Duration::from_secs(50) }]);
+        assert_eq!(
+            a,
+            vec![Action::Stop {
+                pid: 100,
+                idle_for: Duration::from_secs(50)
+            }]
+        );
     }
 
     #[test]
@@ -254,13 +340,24 @@ mod tests {
     #[test]
     fn lowering_max_stops_idle_now_and_busy_after_job() {
         let now = Instant::now();
-        let p = procs(&[ProcState::Busy, at(now, 1), ProcState::Busy, ProcState::Starting]);
+        let p = procs(&[
+            ProcState::Busy,
+            at(now, 1),
+            ProcState::Busy,
+            ProcState::Starting,
+        ]);
         let a = decide(&job(0, 1, &p, Some(0)), &ctx(now, 60, false));
         assert_eq!(
             a,
             vec![
-                Action::Stop { pid: 103, idle_for: Duration::ZERO },
-                Action::Stop { pid: 101, idle_for: Duration::from_secs(1) },
+                Action::Stop {
+                    pid: 103,
+                    idle_for: Duration::ZERO
+                },
+                Action::Stop {
+                    pid: 101,
+                    idle_for: Duration::from_secs(1)
+                },
                 Action::StopAfterJob { pid: 100 },
             ]
         );
@@ -270,7 +367,10 @@ mod tests {
     fn stopping_processes_do_not_count() {
         let now = Instant::now();
         let p = procs(&[ProcState::Stopping, ProcState::Stopping]);
-        assert_eq!(decide(&job(1, 2, &p, Some(0)), &ctx(now, 0, true)), vec![start(1, StartReason::BelowMin)]);
+        assert_eq!(
+            decide(&job(1, 2, &p, Some(0)), &ctx(now, 0, true)),
+            vec![start(1, StartReason::BelowMin)]
+        );
     }
 
     #[test]

@@ -60,10 +60,18 @@ pub struct RunFlags {
     #[arg(long, value_name = "SECONDS")]
     pub interval: Option<f64>,
     /// Seconds a surplus process may sit idle before it is stopped (default 0).
-    #[arg(long = "max-idle-time", alias = "max_idle_time", value_name = "SECONDS")]
+    #[arg(
+        long = "max-idle-time",
+        alias = "max_idle_time",
+        value_name = "SECONDS"
+    )]
     pub max_idle_time: Option<f64>,
     /// Seconds in-flight jobs get on shutdown before processes are killed (default 30).
-    #[arg(long = "shutdown-timeout", alias = "shutdown_timeout", value_name = "SECONDS")]
+    #[arg(
+        long = "shutdown-timeout",
+        alias = "shutdown_timeout",
+        value_name = "SECONDS"
+    )]
     pub shutdown_timeout: Option<f64>,
     /// Log file (default: standard error).
     #[arg(long, value_name = "FILE")]

@@ -107,7 +107,8 @@ mod tests {
 
     #[test]
     fn interval_takes_fractions_and_integers() {
-        let f = DriverFile::parse(Path::new("d.toml"), "interval = 0.5\nmax_idle_time = 3").unwrap();
+        let f =
+            DriverFile::parse(Path::new("d.toml"), "interval = 0.5\nmax_idle_time = 3").unwrap();
         assert_eq!(f.interval.unwrap().as_f64(), 0.5);
         assert_eq!(f.max_idle_time.unwrap().as_f64(), 3.0);
     }

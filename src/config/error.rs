@@ -167,7 +167,10 @@ mod tests {
     #[test]
     fn key_at_joins_table_and_key() {
         let src = "a = 1\n[jobs.x]\nmin_processes = \"two\"\n";
-        assert_eq!(key_at(src, src.find("\"two").unwrap()).as_deref(), Some("jobs.x.min_processes"));
+        assert_eq!(
+            key_at(src, src.find("\"two").unwrap()).as_deref(),
+            Some("jobs.x.min_processes")
+        );
         assert_eq!(key_at(src, 4).as_deref(), Some("a"));
     }
 

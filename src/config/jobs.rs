@@ -124,8 +124,10 @@ pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>
     }
     if namespaces.is_empty() {
         errors.push(
-            ConfigError::new("no namespaces given: set `namespaces` in the config or pass --namespaces")
-                .at_key("namespaces"),
+            ConfigError::new(
+                "no namespaces given: set `namespaces` in the config or pass --namespaces",
+            )
+            .at_key("namespaces"),
         );
     }
     if !errors.is_empty() {
@@ -152,7 +154,9 @@ pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>
             for path in found {
                 let module = module_name(dir, &path);
                 selected += 1;
-                by_module.entry(module.clone()).or_insert(FoundFile { path, module });
+                by_module
+                    .entry(module.clone())
+                    .or_insert(FoundFile { path, module });
             }
         }
         if selected == 0 {
@@ -171,9 +175,12 @@ pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>
 
 fn is_valid_namespace(ns: &str) -> bool {
     !ns.is_empty()
-        && ns
-            .split("::")
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+        && ns.split("::").all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        })
 }
 
 fn collect_toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -207,7 +214,10 @@ fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
-fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobSpec>, ConfigErrors> {
+fn load_worker_file(
+    found: &FoundFile,
+    input: &JobTableInput,
+) -> Result<Vec<JobSpec>, ConfigErrors> {
     let path = &found.path;
     let source = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("cannot read worker file: {e}")).in_file(path))?;
@@ -239,9 +249,16 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
         }
     };
     if wf.jobs.is_empty() {
-        errors.push(ConfigError::new("declares no [jobs.<name>] table").in_file(path).at_key("jobs"));
+        errors.push(
+            ConfigError::new("declares no [jobs.<name>] table")
+                .in_file(path)
+                .at_key("jobs"),
+        );
     }
-    let prefix = wf.prefix.clone().unwrap_or_else(|| format!("{}::", found.module));
+    let prefix = wf
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("{}::", found.module));
     let options_json = worker_options_json(input.worker_options, &found.module);
 
     // Group jobs by process group (or alone), keeping declaration spans.
@@ -269,7 +286,10 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
             Some(g) => g.clone(),
             None => key.clone(),
         };
-        groups.entry(group).or_default().push((key.clone(), attrs.get_ref().clone(), offset));
+        groups
+            .entry(group)
+            .or_default()
+            .push((key.clone(), attrs.get_ref().clone(), offset));
     }
 
     let mut jobs = Vec::new();
@@ -281,7 +301,13 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
         for field in ["min_processes", "max_processes"] {
             let setters: Vec<&(String, JobAttrs, usize)> = members
                 .iter()
-                .filter(|(_, a, _)| if field == "min_processes" { a.min_processes.is_some() } else { a.max_processes.is_some() })
+                .filter(|(_, a, _)| {
+                    if field == "min_processes" {
+                        a.min_processes.is_some()
+                    } else {
+                        a.max_processes.is_some()
+                    }
+                })
                 .collect();
             if grouped && setters.len() > 1 {
                 let names: Vec<&str> = setters.iter().map(|(k, _, _)| k.as_str()).collect();
@@ -293,7 +319,9 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
             }
         }
         // The group's per-process attributes: a member's own value, first by name.
-        let own = members.iter().fold(JobAttrs::default(), |acc, (_, a, _)| acc.or(a));
+        let own = members
+            .iter()
+            .fold(JobAttrs::default(), |acc, (_, a, _)| acc.or(a));
         let attrs = wf.overrides.or(&own).or(&wf.defaults);
         let min = attrs.min_processes.unwrap_or(1);
         let max = attrs.max_processes.unwrap_or(1);
@@ -316,7 +344,11 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
                 }
             })
             .collect();
-        let name = if grouped { format!("{prefix}{group}") } else { format!("{prefix}{first_key}") };
+        let name = if grouped {
+            format!("{prefix}{group}")
+        } else {
+            format!("{prefix}{first_key}")
+        };
         jobs.push(JobSpec {
             name,
             module: found.module.clone(),
@@ -330,10 +362,16 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
             min_processes: min,
             max_processes: max,
             max_jobs: attrs.max_jobs.unwrap_or(0),
-            max_lifetime: attrs.max_lifetime.filter(|s| *s > 0).map(Duration::from_secs),
+            max_lifetime: attrs
+                .max_lifetime
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
             max_rss_mib: attrs.max_rss.unwrap_or(0),
             start_timeout: Duration::from_secs(
-                attrs.start_timeout.filter(|s| *s > 0).unwrap_or(DEFAULT_START_TIMEOUT),
+                attrs
+                    .start_timeout
+                    .filter(|s| *s > 0)
+                    .unwrap_or(DEFAULT_START_TIMEOUT),
             ),
             options_json: options_json.clone(),
         });
@@ -345,7 +383,11 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> Result<Vec<JobS
 /// name is looked up on PATH. Either way it must exist and be executable.
 pub fn resolve_program(program: &str, dir: &Path) -> Result<PathBuf, String> {
     if program.contains('/') {
-        let path = if Path::new(program).is_absolute() { PathBuf::from(program) } else { dir.join(program) };
+        let path = if Path::new(program).is_absolute() {
+            PathBuf::from(program)
+        } else {
+            dir.join(program)
+        };
         return check_executable(&path).map(|_| path);
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();
@@ -365,7 +407,10 @@ fn check_executable(path: &Path) -> Result<(), String> {
         return Err(format!("command `{}` is not a file", path.display()));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("command `{}` is not executable (chmod +x it)", path.display()));
+        return Err(format!(
+            "command `{}` is not executable (chmod +x it)",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -399,10 +444,16 @@ fn check_duplicate_functions(jobs: &[JobSpec], errors: &mut ConfigErrors) {
     }
 }
 
-fn apply_runtime_attributes(jobs: &mut [JobSpec], input: &JobTableInput, errors: &mut ConfigErrors) {
+fn apply_runtime_attributes(
+    jobs: &mut [JobSpec],
+    input: &JobTableInput,
+    errors: &mut ConfigErrors,
+) {
     for (name, attrs) in input.runtime_attributes {
         let Some(job) = jobs.iter_mut().find(|j| &j.name == name) else {
-            tracing::warn!("job_runtime_attributes names `{name}`, which no loaded worker file declares");
+            tracing::warn!(
+                "job_runtime_attributes names `{name}`, which no loaded worker file declares"
+            );
             continue;
         };
         let min = attrs.min_processes.unwrap_or(job.min_processes);
@@ -452,7 +503,10 @@ mod tests {
     #[test]
     fn module_names_come_from_paths() {
         assert_eq!(
-            module_name(Path::new("workers"), Path::new("workers/GDExamples/Convert.toml")),
+            module_name(
+                Path::new("workers"),
+                Path::new("workers/GDExamples/Convert.toml")
+            ),
             "GDExamples::Convert"
         );
     }
@@ -460,10 +514,22 @@ mod tests {
     #[test]
     fn namespace_selects_recursively_and_the_file_itself() {
         let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), "NS/A.toml", "command = \"/bin/cat\"\n[jobs.a]\n");
-        write(tmp.path(), "NS/Sub/B.toml", "command = \"/bin/cat\"\n[jobs.b]\n");
+        write(
+            tmp.path(),
+            "NS/A.toml",
+            "command = \"/bin/cat\"\n[jobs.a]\n",
+        );
+        write(
+            tmp.path(),
+            "NS/Sub/B.toml",
+            "command = \"/bin/cat\"\n[jobs.b]\n",
+        );
         write(tmp.path(), "NS.toml", "command = \"/bin/cat\"\n[jobs.c]\n");
-        write(tmp.path(), "Other/C.toml", "command = \"/bin/cat\"\n[jobs.d]\n");
+        write(
+            tmp.path(),
+            "Other/C.toml",
+            "command = \"/bin/cat\"\n[jobs.d]\n",
+        );
         let jobs = table(tmp.path(), &["NS"]).unwrap();
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, vec!["NS::A::a", "NS::Sub::B::b", "NS::c"]);
@@ -524,8 +590,16 @@ mod tests {
     #[test]
     fn duplicate_function_across_files() {
         let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), "NS/A.toml", "command = \"/bin/cat\"\nprefix = \"x::\"\n[jobs.a]\n");
-        write(tmp.path(), "NS/B.toml", "command = \"/bin/cat\"\nprefix = \"x::\"\n[jobs.a]\n");
+        write(
+            tmp.path(),
+            "NS/A.toml",
+            "command = \"/bin/cat\"\nprefix = \"x::\"\n[jobs.a]\n",
+        );
+        write(
+            tmp.path(),
+            "NS/B.toml",
+            "command = \"/bin/cat\"\nprefix = \"x::\"\n[jobs.a]\n",
+        );
         let errs = table(tmp.path(), &["NS"]).unwrap_err();
         assert!(errs.to_string().contains("registered twice"), "{errs}");
     }
@@ -534,14 +608,23 @@ mod tests {
     fn empty_namespace_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let errs = table(tmp.path(), &["Nothing"]).unwrap_err();
-        assert!(errs.to_string().contains("selects no worker file"), "{errs}");
+        assert!(
+            errs.to_string().contains("selects no worker file"),
+            "{errs}"
+        );
     }
 
     #[test]
     fn options_merge_global_under_module() {
         let mut opts = BTreeMap::new();
-        opts.insert("GLOBAL".to_string(), toml::from_str::<toml::Table>("a = 1\nb = 2").unwrap());
-        opts.insert("M".to_string(), toml::from_str::<toml::Table>("b = 3").unwrap());
+        opts.insert(
+            "GLOBAL".to_string(),
+            toml::from_str::<toml::Table>("a = 1\nb = 2").unwrap(),
+        );
+        opts.insert(
+            "M".to_string(),
+            toml::from_str::<toml::Table>("b = 3").unwrap(),
+        );
         assert_eq!(worker_options_json(&opts, "M"), r#"{"a":1,"b":3}"#);
         assert_eq!(worker_options_json(&opts, "N"), r#"{"a":1,"b":2}"#);
     }

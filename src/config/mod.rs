@@ -96,7 +96,11 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
         Some(list) => split_list([list.as_str()]),
         None => file.server.as_ref().map(|s| s.items()).unwrap_or_default(),
     };
-    let servers_raw = if servers_raw.is_empty() { vec![DEFAULT_SERVER.to_string()] } else { servers_raw };
+    let servers_raw = if servers_raw.is_empty() {
+        vec![DEFAULT_SERVER.to_string()]
+    } else {
+        servers_raw
+    };
     let mut servers = Vec::new();
     for s in servers_raw {
         match normalize_server(&s, DEFAULT_GEARMAN_PORT) {
@@ -106,37 +110,79 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
     }
 
     let namespaces = if flags.namespaces.is_empty() {
-        file.namespaces.as_ref().map(|n| n.items()).unwrap_or_default()
+        file.namespaces
+            .as_ref()
+            .map(|n| n.items())
+            .unwrap_or_default()
     } else {
         split_list(flags.namespaces.iter().map(String::as_str))
     };
 
     // Flag paths are relative to the working directory; file paths to the file.
     let lib: Vec<PathBuf> = if !flags.lib.is_empty() {
-        split_list(flags.lib.iter().map(String::as_str)).into_iter().map(PathBuf::from).collect()
+        split_list(flags.lib.iter().map(String::as_str))
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
     } else if let Some(l) = &file.lib {
         l.items().into_iter().map(|p| base_dir.join(p)).collect()
     } else {
         vec![base_dir.join("workers")]
     };
 
-    let seconds = |key: &str, flag: Option<f64>, from_file: Option<driver_file::Seconds>, default: f64, min: f64, errors: &mut ConfigErrors| {
+    let seconds = |key: &str,
+                   flag: Option<f64>,
+                   from_file: Option<driver_file::Seconds>,
+                   default: f64,
+                   min: f64,
+                   errors: &mut ConfigErrors| {
         let value = flag.or(from_file.map(|s| s.as_f64())).unwrap_or(default);
         if !value.is_finite() || value < min {
-            errors.push(cfg_err(key, format!("must be a number of seconds >= {min}, got {value}")));
+            errors.push(cfg_err(
+                key,
+                format!("must be a number of seconds >= {min}, got {value}"),
+            ));
             return Duration::from_secs_f64(default);
         }
         Duration::from_secs_f64(value)
     };
-    let interval = seconds("interval", flags.interval, file.interval, 5.0, 0.01, &mut errors);
-    let max_idle_time = seconds("max_idle_time", flags.max_idle_time, file.max_idle_time, 0.0, 0.0, &mut errors);
-    let shutdown_timeout = seconds("shutdown_timeout", flags.shutdown_timeout, file.shutdown_timeout, 30.0, 0.0, &mut errors);
+    let interval = seconds(
+        "interval",
+        flags.interval,
+        file.interval,
+        5.0,
+        0.01,
+        &mut errors,
+    );
+    let max_idle_time = seconds(
+        "max_idle_time",
+        flags.max_idle_time,
+        file.max_idle_time,
+        0.0,
+        0.0,
+        &mut errors,
+    );
+    let shutdown_timeout = seconds(
+        "shutdown_timeout",
+        flags.shutdown_timeout,
+        file.shutdown_timeout,
+        30.0,
+        0.0,
+        &mut errors,
+    );
 
-    let level_text = flags.loglevel.clone().or(file.loglevel.clone()).unwrap_or_else(|| "info".into());
+    let level_text = flags
+        .loglevel
+        .clone()
+        .or(file.loglevel.clone())
+        .unwrap_or_else(|| "info".into());
     let loglevel = match parse_level(&level_text) {
         Some(l) => l,
         None => {
-            errors.push(cfg_err("loglevel", format!("unknown level `{level_text}` (use error, warn, info, debug or trace)")));
+            errors.push(cfg_err(
+                "loglevel",
+                format!("unknown level `{level_text}` (use error, warn, info, debug or trace)"),
+            ));
             tracing::Level::INFO
         }
     };
@@ -144,7 +190,14 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
     let rel_file = |p: &str| base_dir.join(p);
     let unknown_job_command = match &file.unknown_job_command {
         Some(spec) => match spec.to_argv() {
-            Ok(mut argv) => match jobs::resolve_program(&argv[0], if base_dir.as_os_str().is_empty() { Path::new(".") } else { base_dir }) {
+            Ok(mut argv) => match jobs::resolve_program(
+                &argv[0],
+                if base_dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    base_dir
+                },
+            ) {
                 Ok(p) => {
                     argv[0] = p.to_string_lossy().into_owned();
                     Some(argv)
@@ -167,14 +220,29 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
         servers,
         namespaces,
         lib,
-        console_port: flags.console_port.or(file.console_port).unwrap_or(DEFAULT_CONSOLE_PORT),
-        console_bind: flags.console_bind.clone().or(file.console_bind).unwrap_or_else(|| "127.0.0.1".into()),
+        console_port: flags
+            .console_port
+            .or(file.console_port)
+            .unwrap_or(DEFAULT_CONSOLE_PORT),
+        console_bind: flags
+            .console_bind
+            .clone()
+            .or(file.console_bind)
+            .unwrap_or_else(|| "127.0.0.1".into()),
         interval,
         max_idle_time,
         shutdown_timeout,
-        logfile: flags.logfile.as_ref().map(PathBuf::from).or(file.logfile.as_deref().map(rel_file)),
+        logfile: flags
+            .logfile
+            .as_ref()
+            .map(PathBuf::from)
+            .or(file.logfile.as_deref().map(rel_file)),
         loglevel,
-        pid_file: flags.pid_file.as_ref().map(PathBuf::from).or(file.pid_file.as_deref().map(rel_file)),
+        pid_file: flags
+            .pid_file
+            .as_ref()
+            .map(PathBuf::from)
+            .or(file.pid_file.as_deref().map(rel_file)),
         daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
         unknown_job_command,
         worker_options: file.worker_options,
@@ -190,7 +258,9 @@ pub fn normalize_server(s: &str, default_port: u16) -> Result<String, String> {
         return Err("empty server address".into());
     }
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| format!("bad address `{s}`"))?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad address `{s}`"))?;
         return match after.strip_prefix(':') {
             Some(port) => port
                 .parse::<u16>()
@@ -237,8 +307,16 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let file = DriverFile::parse(Path::new("d.toml"), "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5").unwrap();
-        let flags = RunFlags { server: Some("b:2,c".into()), console_port: Some(0), ..Default::default() };
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5",
+        )
+        .unwrap();
+        let flags = RunFlags {
+            server: Some("b:2,c".into()),
+            console_port: Some(0),
+            ..Default::default()
+        };
         let s = merge(&flags, file, Path::new("/etc/gd")).unwrap();
         assert_eq!(s.servers, vec!["b:2", "c:4730"]);
         assert_eq!(s.interval, Duration::from_secs(2));
@@ -282,7 +360,15 @@ pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
         let line: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| if i == 5 { c.to_string() } else if i == 1 || i == 2 { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .map(|(i, c)| {
+                if i == 5 {
+                    c.to_string()
+                } else if i == 1 || i == 2 {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');

@@ -7,14 +7,29 @@ use chrono::{DateTime, Utc};
 use super::{JobRow, Pools, Reply};
 
 const HELP: &[(&str, &str)] = &[
-    ("status", "one line per job: name min max processes lastrun lasterror message"),
+    (
+        "status",
+        "one line per job: name min max processes lastrun lasterror message",
+    ),
     ("show <job>", "the job's status line, then its process IDs"),
     ("ps", "one line per process: pid job state jobs uptime rss"),
-    ("set_min_processes <job> <n>", "change a job's minimum process count"),
-    ("set_max_processes <job> <n>", "change a job's maximum process count"),
+    (
+        "set_min_processes <job> <n>",
+        "change a job's minimum process count",
+    ),
+    (
+        "set_max_processes <job> <n>",
+        "change a job's maximum process count",
+    ),
     ("set_processes <job> <min> <max>", "change both"),
-    ("kill <pid> [<pid> ...]", "SIGTERM to those of our processes (they are replaced as needed)"),
-    ("killall <job> [<job> ...] | killall *", "SIGTERM to every process of the jobs"),
+    (
+        "kill <pid> [<pid> ...]",
+        "SIGTERM to those of our processes (they are replaced as needed)",
+    ),
+    (
+        "killall <job> [<job> ...] | killall *",
+        "SIGTERM to every process of the jobs",
+    ),
     ("reload", "re-read the config and worker files (as SIGHUP)"),
     ("help", "this list"),
     ("quit", "close this connection"),
@@ -36,7 +51,10 @@ pub fn execute(pools: &mut dyn Pools, line: &str) -> Reply {
         "killall" => killall(pools, &args),
         "reload" => Reply::lines(pools.reload()),
         "help" => Reply::lines(HELP.iter().map(|(c, d)| format!("{c:<38}  {d}")).collect()),
-        "quit" => Reply { lines: vec![], close: true },
+        "quit" => Reply {
+            lines: vec![],
+            close: true,
+        },
         "shutdown" => {
             pools.shutdown();
             Reply::lines(vec!["OK".into()])
@@ -60,8 +78,12 @@ fn count(arg: Option<&&str>) -> Option<u32> {
 
 fn show(pools: &mut dyn Pools, args: &[&str]) -> Reply {
     let name = args.first().copied().unwrap_or("");
-    let Some(pids) = pools.job_pids(name) else { return invalid_job(name) };
-    let Some(row) = pools.job_rows().into_iter().find(|r| r.name == name) else { return invalid_job(name) };
+    let Some(pids) = pools.job_pids(name) else {
+        return invalid_job(name);
+    };
+    let Some(row) = pools.job_rows().into_iter().find(|r| r.name == name) else {
+        return invalid_job(name);
+    };
     let mut lines = format_status(&[row]);
     lines.extend(pids.iter().map(u32::to_string));
     Reply::lines(lines)
@@ -69,7 +91,9 @@ fn show(pools: &mut dyn Pools, args: &[&str]) -> Reply {
 
 fn set_min(pools: &mut dyn Pools, args: &[&str]) -> Reply {
     let name = args.first().copied().unwrap_or("");
-    let Some((_, max)) = pools.limits(name) else { return invalid_job(name) };
+    let Some((_, max)) = pools.limits(name) else {
+        return invalid_job(name);
+    };
     let Some(min) = count(args.get(1)) else {
         return Reply::error("ERR invalid_value: min_processes must be >= 0");
     };
@@ -82,7 +106,9 @@ fn set_min(pools: &mut dyn Pools, args: &[&str]) -> Reply {
 
 fn set_max(pools: &mut dyn Pools, args: &[&str]) -> Reply {
     let name = args.first().copied().unwrap_or("");
-    let Some((min, _)) = pools.limits(name) else { return invalid_job(name) };
+    let Some((min, _)) = pools.limits(name) else {
+        return invalid_job(name);
+    };
     let Some(max) = count(args.get(1)) else {
         return Reply::error("ERR invalid_value: max_processes must be >= 0");
     };
@@ -112,7 +138,11 @@ fn set_both(pools: &mut dyn Pools, args: &[&str]) -> Reply {
 }
 
 fn kill(pools: &mut dyn Pools, args: &[&str]) -> Reply {
-    let ours: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).filter(|pid| pools.owns(*pid)).collect();
+    let ours: Vec<u32> = args
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .filter(|pid| pools.owns(*pid))
+        .collect();
     if ours.is_empty() {
         return Reply::error("ERR invalid_value: the given PID(s) do not belong to us");
     }
@@ -143,7 +173,10 @@ fn killall(pools: &mut dyn Pools, args: &[&str]) -> Reply {
 fn ps(pools: &mut dyn Pools) -> Reply {
     let rows = pools.proc_rows();
     let width = rows.iter().map(|r| r.job.len()).max().unwrap_or(3).max(3);
-    let mut lines = vec![format!("{:>7}  {:<width$}  {:<8}  {:>7}  {:>9}  {:>9}", "PID", "JOB", "STATE", "JOBS", "UPTIME", "RSS_KIB")];
+    let mut lines = vec![format!(
+        "{:>7}  {:<width$}  {:<8}  {:>7}  {:>9}  {:>9}",
+        "PID", "JOB", "STATE", "JOBS", "UPTIME", "RSS_KIB"
+    )];
     for r in rows {
         let rss = r.rss_kib.map_or("-".to_string(), |k| k.to_string());
         lines.push(format!(
@@ -268,19 +301,58 @@ mod tests {
         let cases = [
             ("asdf", "ERR unknown_command: asdf\r\n.\r\n"),
             ("", "ERR unknown_command: \r\n.\r\n"),
-            ("set_min_processes nope 5", "ERR invalid_job_name: nope\r\n.\r\n"),
-            ("set_min_processes J::a ten", "ERR invalid_value: min_processes must be >= 0\r\n.\r\n"),
-            ("set_min_processes J::a -1", "ERR invalid_value: min_processes must be >= 0\r\n.\r\n"),
-            ("set_min_processes J::a 6", "ERR invalid_value: min_processes must be smaller than max_processes\r\n.\r\n"),
-            ("set_max_processes nope 5", "ERR invalid_job_name: nope\r\n.\r\n"),
-            ("set_max_processes J::a ten", "ERR invalid_value: max_processes must be >= 0\r\n.\r\n"),
-            ("set_max_processes J::a 0", "ERR invalid_value: max_processes must be greater than min_processes\r\n.\r\n"),
-            ("set_processes nope 1 1", "ERR invalid_job_name: nope\r\n.\r\n"),
-            ("set_processes J::a ten ten", "ERR invalid_value: min_processes must be >= 0\r\n.\r\n"),
-            ("set_processes J::a 1 ten", "ERR invalid_value: max_processes must be >= 0\r\n.\r\n"),
-            ("set_processes J::a 5 1", "ERR invalid_value: max_processes must be greater than min_processes\r\n.\r\n"),
-            ("kill 1", "ERR invalid_value: the given PID(s) do not belong to us\r\n.\r\n"),
-            ("kill", "ERR invalid_value: the given PID(s) do not belong to us\r\n.\r\n"),
+            (
+                "set_min_processes nope 5",
+                "ERR invalid_job_name: nope\r\n.\r\n",
+            ),
+            (
+                "set_min_processes J::a ten",
+                "ERR invalid_value: min_processes must be >= 0\r\n.\r\n",
+            ),
+            (
+                "set_min_processes J::a -1",
+                "ERR invalid_value: min_processes must be >= 0\r\n.\r\n",
+            ),
+            (
+                "set_min_processes J::a 6",
+                "ERR invalid_value: min_processes must be smaller than max_processes\r\n.\r\n",
+            ),
+            (
+                "set_max_processes nope 5",
+                "ERR invalid_job_name: nope\r\n.\r\n",
+            ),
+            (
+                "set_max_processes J::a ten",
+                "ERR invalid_value: max_processes must be >= 0\r\n.\r\n",
+            ),
+            (
+                "set_max_processes J::a 0",
+                "ERR invalid_value: max_processes must be greater than min_processes\r\n.\r\n",
+            ),
+            (
+                "set_processes nope 1 1",
+                "ERR invalid_job_name: nope\r\n.\r\n",
+            ),
+            (
+                "set_processes J::a ten ten",
+                "ERR invalid_value: min_processes must be >= 0\r\n.\r\n",
+            ),
+            (
+                "set_processes J::a 1 ten",
+                "ERR invalid_value: max_processes must be >= 0\r\n.\r\n",
+            ),
+            (
+                "set_processes J::a 5 1",
+                "ERR invalid_value: max_processes must be greater than min_processes\r\n.\r\n",
+            ),
+            (
+                "kill 1",
+                "ERR invalid_value: the given PID(s) do not belong to us\r\n.\r\n",
+            ),
+            (
+                "kill",
+                "ERR invalid_value: the given PID(s) do not belong to us\r\n.\r\n",
+            ),
             ("killall", "ERR invalid_value: no job_names given\r\n.\r\n"),
             ("killall J::a nope", "ERR invalid_job_name: nope\r\n.\r\n"),
             ("show nope", "ERR invalid_job_name: nope\r\n.\r\n"),
@@ -322,7 +394,10 @@ mod tests {
             lasterror: 1264797432,
             lasterror_msg: "some error\nat line 3".into(),
         }];
-        assert_eq!(format_status(&rows), vec!["x  0  5  0  2010-01-29T20:37:12  2010-01-29T20:37:12  ERROR: some error"]);
+        assert_eq!(
+            format_status(&rows),
+            vec!["x  0  5  0  2010-01-29T20:37:12  2010-01-29T20:37:12  ERROR: some error"]
+        );
     }
 
     #[test]

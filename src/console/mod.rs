@@ -40,11 +40,17 @@ pub struct Reply {
 
 impl Reply {
     pub fn lines(lines: Vec<String>) -> Reply {
-        Reply { lines, close: false }
+        Reply {
+            lines,
+            close: false,
+        }
     }
 
     pub fn error(message: impl Into<String>) -> Reply {
-        Reply { lines: vec![message.into()], close: false }
+        Reply {
+            lines: vec![message.into()],
+            close: false,
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -142,13 +148,23 @@ pub async fn serve(listener: TcpListener, requests: mpsc::Sender<ConsoleRequest>
 }
 
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(b"ERR too_many_connections\r\n.\r\n")).await;
+    let _ = tokio::time::timeout(
+        WRITE_TIMEOUT,
+        stream.write_all(b"ERR too_many_connections\r\n.\r\n"),
+    )
+    .await;
 }
 
-async fn write_timed(stream: &mut tokio::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_timed(
+    stream: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
         Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read its answers")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client does not read its answers",
+        )),
     }
 }
 
@@ -158,21 +174,37 @@ async fn handle(stream: TcpStream, requests: mpsc::Sender<ConsoleRequest>) -> st
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
-        let n = (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await?;
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
         if n == 0 {
             return Ok(());
         }
         if line.len() > MAX_LINE {
-            write_timed(&mut write, b"ERR line_too_long: lines are limited to 65536 bytes\r\n.\r\n").await?;
+            write_timed(
+                &mut write,
+                b"ERR line_too_long: lines are limited to 65536 bytes\r\n.\r\n",
+            )
+            .await?;
             return Ok(());
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']).to_string();
         let (reply_tx, reply_rx) = oneshot::channel();
-        if requests.send(ConsoleRequest { line: text, reply: reply_tx }).await.is_err() {
+        if requests
+            .send(ConsoleRequest {
+                line: text,
+                reply: reply_tx,
+            })
+            .await
+            .is_err()
+        {
             return Ok(());
         }
-        let Ok(reply) = reply_rx.await else { return Ok(()) };
+        let Ok(reply) = reply_rx.await else {
+            return Ok(());
+        };
         write_timed(&mut write, &reply.to_wire()).await?;
         if reply.close {
             return Ok(());

@@ -29,18 +29,26 @@ fn io_err(msg: impl Into<String>) -> io::Error {
 
 impl Client {
     pub async fn connect(addr: &str) -> io::Result<Client> {
-        Ok(Client { link: connect(addr).await? })
+        Ok(Client {
+            link: connect(addr).await?,
+        })
     }
 
     async fn send(&mut self, ptype: PacketType, args: Vec<Bytes>) -> io::Result<()> {
-        self.link.send(request(ptype, args)).await.map_err(|e| io_err(e.to_string()))
+        self.link
+            .send(request(ptype, args))
+            .await
+            .map_err(|e| io_err(e.to_string()))
     }
 
     async fn recv(&mut self) -> io::Result<gearman::protocol::Packet> {
         match self.link.next().await {
             Some(Ok(p)) => Ok(p),
             Some(Err(e)) => Err(io_err(e.to_string())),
-            None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "gearmand closed the connection")),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "gearmand closed the connection",
+            )),
         }
     }
 
@@ -48,16 +56,28 @@ impl Client {
         let p = self.recv().await?;
         match p.ptype {
             PacketType::JobCreated => Ok(arg(&p, 0)),
-            PacketType::Error => Err(io_err(format!("gearmand error: {}", String::from_utf8_lossy(&arg(&p, 1))))),
+            PacketType::Error => Err(io_err(format!(
+                "gearmand error: {}",
+                String::from_utf8_lossy(&arg(&p, 1))
+            ))),
             other => Err(io_err(format!("expected JOB_CREATED, got {other:?}"))),
         }
     }
 
     /// Runs a foreground job and waits for its end.
-    pub async fn submit(&mut self, function: &str, unique: &[u8], payload: impl Into<Bytes>) -> io::Result<JobReply> {
+    pub async fn submit(
+        &mut self,
+        function: &str,
+        unique: &[u8],
+        payload: impl Into<Bytes>,
+    ) -> io::Result<JobReply> {
         self.send(
             PacketType::SubmitJob,
-            vec![Bytes::copy_from_slice(function.as_bytes()), Bytes::copy_from_slice(unique), payload.into()],
+            vec![
+                Bytes::copy_from_slice(function.as_bytes()),
+                Bytes::copy_from_slice(unique),
+                payload.into(),
+            ],
         )
         .await?;
         let handle = self.created().await?;
@@ -85,10 +105,18 @@ impl Client {
     }
 
     /// Queues a background job and returns its handle.
-    pub async fn submit_background(&mut self, function: &str, payload: impl Into<Bytes>) -> io::Result<Bytes> {
+    pub async fn submit_background(
+        &mut self,
+        function: &str,
+        payload: impl Into<Bytes>,
+    ) -> io::Result<Bytes> {
         self.send(
             PacketType::SubmitJobBg,
-            vec![Bytes::copy_from_slice(function.as_bytes()), Bytes::new(), payload.into()],
+            vec![
+                Bytes::copy_from_slice(function.as_bytes()),
+                Bytes::new(),
+                payload.into(),
+            ],
         )
         .await?;
         self.created().await

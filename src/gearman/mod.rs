@@ -36,14 +36,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn connect_stream(addr: &str) -> io::Result<TcpStream> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
 
 /// Opens a framed binary-protocol connection with `TCP_NODELAY` set.
 pub async fn connect(addr: &str) -> io::Result<Link> {
-    Ok(Framed::new(connect_stream(addr).await?, GearmanCodec::new()))
+    Ok(Framed::new(
+        connect_stream(addr).await?,
+        GearmanCodec::new(),
+    ))
 }
 
 /// A request packet from byte-ish arguments.

@@ -36,7 +36,9 @@ pub struct StatusSnapshot {
 
 impl StatusSnapshot {
     /// Sums per-server rows into one table.
-    pub fn from_rows<'a>(per_server: impl IntoIterator<Item = Option<&'a [FunctionStatus]>>) -> Self {
+    pub fn from_rows<'a>(
+        per_server: impl IntoIterator<Item = Option<&'a [FunctionStatus]>>,
+    ) -> Self {
         let mut snapshot = StatusSnapshot::default();
         for rows in per_server.into_iter().flatten() {
             snapshot.servers_answered += 1;
@@ -71,14 +73,19 @@ impl StatusPoller {
         StatusPoller {
             servers: servers
                 .iter()
-                .map(|addr| ServerPoll { addr: addr.clone(), client: None, down_since_logged: false })
+                .map(|addr| ServerPoll {
+                    addr: addr.clone(),
+                    client: None,
+                    down_since_logged: false,
+                })
                 .collect(),
         }
     }
 
     /// Asks every server at once and sums what comes back.
     pub async fn poll(&mut self) -> StatusSnapshot {
-        let results = futures::future::join_all(self.servers.iter_mut().map(ServerPoll::poll)).await;
+        let results =
+            futures::future::join_all(self.servers.iter_mut().map(ServerPoll::poll)).await;
         StatusSnapshot::from_rows(results.iter().map(|r| r.as_deref()))
     }
 }
@@ -106,7 +113,9 @@ impl ServerPoll {
 
     async fn try_poll(&mut self) -> Result<Vec<FunctionStatus>, String> {
         if self.client.is_none() {
-            let stream = connect_stream(&self.addr).await.map_err(|e| e.to_string())?;
+            let stream = connect_stream(&self.addr)
+                .await
+                .map_err(|e| e.to_string())?;
             self.client = Some(AdminClient::from_stream(stream));
         }
         let client = self.client.as_mut().expect("connected above");
@@ -123,7 +132,12 @@ mod tests {
     use super::*;
 
     fn row(f: &str, total: u64, running: u64, workers: u64) -> FunctionStatus {
-        FunctionStatus { function: f.into(), total, running, worker_count: workers }
+        FunctionStatus {
+            function: f.into(),
+            total,
+            running,
+            worker_count: workers,
+        }
     }
 
     #[test]
@@ -132,7 +146,14 @@ mod tests {
         let b = vec![row("f", 3, 2, 1)];
         let s = StatusSnapshot::from_rows([Some(a.as_slice()), None, Some(b.as_slice())]);
         assert_eq!(s.servers_answered, 2);
-        assert_eq!(s.get("f"), FunctionCounts { total: 8, running: 3, workers: 3 });
+        assert_eq!(
+            s.get("f"),
+            FunctionCounts {
+                total: 8,
+                running: 3,
+                workers: 3
+            }
+        );
         assert_eq!(s.get("f").waiting(), 5);
         assert_eq!(s.get("missing"), FunctionCounts::default());
     }

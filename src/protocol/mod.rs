@@ -120,7 +120,11 @@ impl Decoder for WorkerCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<WorkerFrame>, ProtocolError> {
         if self.pending.is_none() {
-            let Some(newline) = src.iter().take(MAX_HEADER_LINE + 1).position(|&b| b == b'\n') else {
+            let Some(newline) = src
+                .iter()
+                .take(MAX_HEADER_LINE + 1)
+                .position(|&b| b == b'\n')
+            else {
                 if src.len() > MAX_HEADER_LINE {
                     return Err(ProtocolError::Garbage(escape_for_log(src)));
                 }
@@ -218,7 +222,9 @@ mod tests {
 
     #[test]
     fn decodes_every_frame_kind() {
-        let frames = decode_all(b"READY\nDATA 3\na\nbSTATUS 1 2\nWARNING 0\nDONE 4\n\0\0\n\0FAIL 2\nno").unwrap();
+        let frames =
+            decode_all(b"READY\nDATA 3\na\nbSTATUS 1 2\nWARNING 0\nDONE 4\n\0\0\n\0FAIL 2\nno")
+                .unwrap();
         assert_eq!(
             frames,
             vec![
@@ -236,22 +242,46 @@ mod tests {
     fn garbage_is_an_error_with_escaped_text() {
         let err = decode_all(b"hello world\n").unwrap_err();
         assert_eq!(err.to_string(), "unexpected output: \"hello world\"");
-        assert!(matches!(decode_all(b"DONE x\n"), Err(ProtocolError::Garbage(_))));
-        assert!(matches!(decode_all(b"DONE -1\n"), Err(ProtocolError::Garbage(_))));
-        assert!(matches!(decode_all(b"STATUS 1\n"), Err(ProtocolError::Garbage(_))));
-        assert!(matches!(decode_all(b"READY 1\n"), Err(ProtocolError::Garbage(_))));
+        assert!(matches!(
+            decode_all(b"DONE x\n"),
+            Err(ProtocolError::Garbage(_))
+        ));
+        assert!(matches!(
+            decode_all(b"DONE -1\n"),
+            Err(ProtocolError::Garbage(_))
+        ));
+        assert!(matches!(
+            decode_all(b"STATUS 1\n"),
+            Err(ProtocolError::Garbage(_))
+        ));
+        assert!(matches!(
+            decode_all(b"READY 1\n"),
+            Err(ProtocolError::Garbage(_))
+        ));
     }
 
     #[test]
     fn oversize_and_truncated_frames() {
-        assert!(matches!(decode_all(b"DONE 2000000000\n"), Err(ProtocolError::TooLarge(_))));
-        assert!(matches!(decode_all(b"DONE 5\nab"), Err(ProtocolError::Truncated(_))));
-        assert!(matches!(decode_all(&[b'x'; 300]), Err(ProtocolError::Garbage(_))));
+        assert!(matches!(
+            decode_all(b"DONE 2000000000\n"),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decode_all(b"DONE 5\nab"),
+            Err(ProtocolError::Truncated(_))
+        ));
+        assert!(matches!(
+            decode_all(&[b'x'; 300]),
+            Err(ProtocolError::Garbage(_))
+        ));
     }
 
     #[test]
     fn header_percent_encodes_unique() {
         assert_eq!(job_header("f", b"H:1", b"", 3), b"JOB f H:1 - 3\n");
-        assert_eq!(job_header("f", b"H:1", b"a b%\n~", 0), b"JOB f H:1 a%20b%25%0A~ 0\n");
+        assert_eq!(
+            job_header("f", b"H:1", b"a b%\n~", 0),
+            b"JOB f H:1 a%20b%25%0A~ 0\n"
+        );
     }
 }

@@ -16,7 +16,11 @@ pub enum Event {
     /// A `gearman`-protocol process reported a console column on stdout.
     Report { pid: u32, report: Report },
     /// The process is gone and reaped.
-    Exited { pid: u32, status: Option<ExitStatus>, cause: ExitCause },
+    Exited {
+        pid: u32,
+        status: Option<ExitStatus>,
+        cause: ExitCause,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

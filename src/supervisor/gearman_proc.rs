@@ -57,18 +57,32 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     let cause = if requested {
         ExitCause::Requested
     } else {
-        ExitCause::Unexpected(status.as_ref().map(describe_exit).unwrap_or_else(|| "exited".into()))
+        ExitCause::Unexpected(
+            status
+                .as_ref()
+                .map(describe_exit)
+                .unwrap_or_else(|| "exited".into()),
+        )
     };
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
     let _ = setup.events.send(Event::Exited { pid, status, cause });
 }
 
-async fn read_reports(pid: u32, tag: String, stdout: ChildStdout, events: mpsc::UnboundedSender<Event>) {
+async fn read_reports(
+    pid: u32,
+    tag: String,
+    stdout: ChildStdout,
+    events: mpsc::UnboundedSender<Event>,
+) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
     loop {
         line.clear();
-        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut line).await {
+        match (&mut reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
@@ -101,9 +115,15 @@ mod tests {
 
     #[test]
     fn parses_gearman_driver_child_reports() {
-        assert_eq!(parse_report("lastrun 1264793837"), Some(Report::LastRun(1264793837)));
+        assert_eq!(
+            parse_report("lastrun 1264793837"),
+            Some(Report::LastRun(1264793837))
+        );
         assert_eq!(parse_report("lasterror 5"), Some(Report::LastError(5)));
-        assert_eq!(parse_report("lasterror_msg oops: x"), Some(Report::LastErrorMsg("oops: x".into())));
+        assert_eq!(
+            parse_report("lasterror_msg oops: x"),
+            Some(Report::LastErrorMsg("oops: x".into()))
+        );
         assert_eq!(parse_report("lastrun soon"), None);
         assert_eq!(parse_report("hello"), None);
     }

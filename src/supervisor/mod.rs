@@ -69,7 +69,11 @@ impl Supervisor {
     pub fn new(loaded: Loaded, flags: RunFlags) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let servers = Arc::new(loaded.settings.servers.clone());
-        let jobs = loaded.jobs.into_iter().map(|spec| (spec.name.clone(), Job::new(spec))).collect();
+        let jobs = loaded
+            .jobs
+            .into_iter()
+            .map(|spec| (spec.name.clone(), Job::new(spec)))
+            .collect();
         Supervisor {
             settings: loaded.settings,
             flags,
@@ -99,7 +103,11 @@ impl Supervisor {
             tokio::spawn(console::serve(listener, console_tx));
         }
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
-        tokio::spawn(poll_loop(StatusPoller::new(&self.servers), self.poll_now.clone(), snap_tx));
+        tokio::spawn(poll_loop(
+            StatusPoller::new(&self.servers),
+            self.poll_now.clone(),
+            snap_tx,
+        ));
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -111,7 +119,10 @@ impl Supervisor {
             if self.settings.console_port == 0 {
                 "disabled".to_string()
             } else {
-                format!("{}:{}", self.settings.console_bind, self.settings.console_port)
+                format!(
+                    "{}:{}",
+                    self.settings.console_bind, self.settings.console_port
+                )
             }
         );
         self.reconcile(false);
@@ -161,7 +172,11 @@ impl Supervisor {
 
     fn next_wakeup(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        let blocked = self.jobs.values().filter_map(|j| j.blocked_until).filter(|t| *t > Instant::now());
+        let blocked = self
+            .jobs
+            .values()
+            .filter_map(|j| j.blocked_until)
+            .filter(|t| *t > Instant::now());
         blocked.chain(self.force_exit_at).min().unwrap_or(far)
     }
 
@@ -172,7 +187,10 @@ impl Supervisor {
             self.kill_everything();
             return true;
         }
-        tracing::info!("{name} received: shutting down (in-flight jobs get {:?})", self.settings.shutdown_timeout);
+        tracing::info!(
+            "{name} received: shutting down (in-flight jobs get {:?})",
+            self.settings.shutdown_timeout
+        );
         self.begin_shutdown();
         false
     }
@@ -180,7 +198,8 @@ impl Supervisor {
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
-        self.force_exit_at = Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
+        self.force_exit_at =
+            Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
         for job in self.jobs.values_mut() {
             for proc in job.procs.values_mut() {
                 proc.stop();
@@ -204,7 +223,9 @@ impl Supervisor {
             Event::Ready { pid } => {
                 if let Some(job) = self.job_of(pid) {
                     if let Some(p) = job.procs.get_mut(&pid) {
-                        p.set_state(ProcState::Idle { since: Instant::now() });
+                        p.set_state(ProcState::Idle {
+                            since: Instant::now(),
+                        });
                     }
                 }
             }
@@ -215,7 +236,10 @@ impl Supervisor {
                     p.set_state(ProcState::Busy);
                 }
                 // The last idle process just became busy: more may be waiting.
-                let no_idle = !job.procs.values().any(|p| matches!(p.state, ProcState::Idle { .. }));
+                let no_idle = !job
+                    .procs
+                    .values()
+                    .any(|p| matches!(p.state, ProcState::Idle { .. }));
                 let room = job.live_count() < job.max as usize;
                 if no_idle && room {
                     self.request_event_poll();
@@ -228,7 +252,9 @@ impl Supervisor {
                 }
                 if let Some(p) = job.procs.get_mut(&pid) {
                     p.jobs_done += 1;
-                    p.set_state(ProcState::Idle { since: Instant::now() });
+                    p.set_state(ProcState::Idle {
+                        since: Instant::now(),
+                    });
                 }
             }
             Event::Retiring { pid, .. } => {
@@ -250,14 +276,25 @@ impl Supervisor {
     }
 
     fn on_exit(&mut self, pid: u32, status: Option<std::process::ExitStatus>, cause: ExitCause) {
-        let Some(name) = self.owner.remove(&pid) else { return };
+        let Some(name) = self.owner.remove(&pid) else {
+            return;
+        };
         let by_console = self.console_killed.remove(&pid);
         let shutting_down = self.shutting_down;
-        let Some(job) = self.jobs.get_mut(&name) else { return };
-        let Some(proc) = job.procs.remove(&pid) else { return };
+        let Some(job) = self.jobs.get_mut(&name) else {
+            return;
+        };
+        let Some(proc) = job.procs.remove(&pid) else {
+            return;
+        };
         let tag = proc_tag(pid, &name);
-        let described = status.as_ref().map(spawn::describe_exit).unwrap_or_else(|| "exited".into());
-        let code = status.and_then(|s| s.code()).map_or(described.clone(), |c| format!("Exited with status {c}"));
+        let described = status
+            .as_ref()
+            .map(spawn::describe_exit)
+            .unwrap_or_else(|| "exited".into());
+        let code = status
+            .and_then(|s| s.code())
+            .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
             ExitCause::Requested => tracing::info!("{tag} {code}"),
             _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
@@ -266,7 +303,11 @@ impl Supervisor {
                 job.record_error(&why);
                 if quick {
                     let delay = job.note_quick_failure();
-                    tracing::warn!("{tag} {why}; within {}s of its start, next start in {}s", CRASH_WINDOW.as_secs(), delay.as_secs());
+                    tracing::warn!(
+                        "{tag} {why}; within {}s of its start, next start in {}s",
+                        CRASH_WINDOW.as_secs(),
+                        delay.as_secs()
+                    );
                 } else {
                     job.failures = 0;
                     tracing::warn!("{tag} {why}");
@@ -299,21 +340,31 @@ impl Supervisor {
     }
 
     fn warn_unknown_functions(&mut self) {
-        let served: HashSet<&str> = self.jobs.values().flat_map(|j| j.spec.function_names()).collect();
+        let served: HashSet<&str> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.spec.function_names())
+            .collect();
         let now = Instant::now();
         let mut unknown = Vec::new();
         for (function, counts) in &self.status.functions {
             if counts.total == 0 || served.contains(function.as_str()) {
                 continue;
             }
-            let recently = self.unknown_warned.get(function).is_some_and(|t| now.duration_since(*t) < UNKNOWN_WARN_EVERY);
+            let recently = self
+                .unknown_warned
+                .get(function)
+                .is_some_and(|t| now.duration_since(*t) < UNKNOWN_WARN_EVERY);
             if !recently {
                 unknown.push((function.clone(), *counts));
             }
         }
         for (function, counts) in unknown {
             self.unknown_warned.insert(function.clone(), now);
-            tracing::warn!("gearmand queues {} job(s) for `{function}`, which no job serves", counts.total);
+            tracing::warn!(
+                "gearmand queues {} job(s) for `{function}`, which no job serves",
+                counts.total
+            );
             if let Some(argv) = &self.settings.unknown_job_command {
                 let row = serde_json::json!({
                     "name": function, "queue": counts.total, "busy": counts.running, "free": counts.workers.saturating_sub(counts.running),
@@ -336,7 +387,11 @@ impl Supervisor {
                 }
                 if let Some(rss) = pools::rss_kib(*pid) {
                     if rss > limit {
-                        let reason = format!("max_rss {} MiB passed ({} MiB resident)", job.spec.max_rss_mib, rss / 1024);
+                        let reason = format!(
+                            "max_rss {} MiB passed ({} MiB resident)",
+                            job.spec.max_rss_mib,
+                            rss / 1024
+                        );
                         proc.retire(reason);
                     }
                 }
@@ -350,7 +405,11 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        let ctx = policy::Context { now, max_idle_time: self.settings.max_idle_time, fresh_poll };
+        let ctx = policy::Context {
+            now,
+            max_idle_time: self.settings.max_idle_time,
+            fresh_poll,
+        };
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
             let actions = {
@@ -383,13 +442,20 @@ impl Supervisor {
             }
             Action::Stop { pid, idle_for } => {
                 if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
-                    tracing::info!("{} Process stopped (idle {}s)", proc_tag(pid, name), idle_for.as_secs());
+                    tracing::info!(
+                        "{} Process stopped (idle {}s)",
+                        proc_tag(pid, name),
+                        idle_for.as_secs()
+                    );
                     proc.stop();
                 }
             }
             Action::StopAfterJob { pid } => {
                 if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
-                    tracing::info!("{} Process will stop after its current job", proc_tag(pid, name));
+                    tracing::info!(
+                        "{} Process will stop after its current job",
+                        proc_tag(pid, name)
+                    );
                     proc.stop();
                 }
             }
@@ -398,7 +464,9 @@ impl Supervisor {
 
     /// Spawns one process; false when spawning failed (then backoff applies).
     fn start_process(&mut self, name: &str) -> bool {
-        let Some(job) = self.jobs.get_mut(name) else { return false };
+        let Some(job) = self.jobs.get_mut(name) else {
+            return false;
+        };
         let spec: Arc<JobSpec> = job.spec.clone();
         let child = match spawn::spawn(&spec, &self.servers) {
             Ok(child) => child,
@@ -442,7 +510,8 @@ impl Supervisor {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
             Err(errors) => {
-                let mut lines = vec!["ERR the new configuration is invalid; nothing changed".to_string()];
+                let mut lines =
+                    vec!["ERR the new configuration is invalid; nothing changed".to_string()];
                 lines.extend(errors.0.iter().map(|e| e.to_string()));
                 for line in &lines {
                     tracing::error!("reload: {line}");
@@ -457,7 +526,10 @@ impl Supervisor {
             match self.jobs.remove(&name) {
                 Some(mut old) if old.spec.same_processes(&spec) => {
                     if (old.min, old.max) != (spec.min_processes, spec.max_processes) {
-                        lines.push(format!("{name}: processes {}..{} -> {}..{}", old.min, old.max, spec.min_processes, spec.max_processes));
+                        lines.push(format!(
+                            "{name}: processes {}..{} -> {}..{}",
+                            old.min, old.max, spec.min_processes, spec.max_processes
+                        ));
                         old.min = spec.min_processes;
                         old.max = spec.max_processes;
                     }
@@ -512,11 +584,18 @@ impl Supervisor {
 impl Pools for Supervisor {
     fn job_rows(&mut self) -> Vec<console::JobRow> {
         self.drop_removed_jobs();
-        self.jobs.iter().filter(|(_, j)| !j.removed).map(|(name, j)| j.row(name)).collect()
+        self.jobs
+            .iter()
+            .filter(|(_, j)| !j.removed)
+            .map(|(name, j)| j.row(name))
+            .collect()
     }
 
     fn job_pids(&self, name: &str) -> Option<Vec<u32>> {
-        self.jobs.get(name).filter(|j| !j.removed).map(|j| j.procs.keys().copied().collect())
+        self.jobs
+            .get(name)
+            .filter(|j| !j.removed)
+            .map(|j| j.procs.keys().copied().collect())
     }
 
     fn set_limits(&mut self, name: &str, min: Option<u32>, max: Option<u32>) {
@@ -527,19 +606,29 @@ impl Pools for Supervisor {
             if let Some(max) = max {
                 job.max = max;
             }
-            tracing::info!("[{name}] processes set to min {} max {} from the console", job.min, job.max);
+            tracing::info!(
+                "[{name}] processes set to min {} max {} from the console",
+                job.min,
+                job.max
+            );
         }
     }
 
     fn limits(&self, name: &str) -> Option<(u32, u32)> {
-        self.jobs.get(name).filter(|j| !j.removed).map(|j| (j.min, j.max))
+        self.jobs
+            .get(name)
+            .filter(|j| !j.removed)
+            .map(|j| (j.min, j.max))
     }
 
     fn kill(&mut self, pids: &[u32]) {
         for pid in pids {
             if self.owner.contains_key(pid) {
                 self.console_killed.insert(*pid);
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGTERM);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    Signal::SIGTERM,
+                );
             }
         }
     }
@@ -572,7 +661,11 @@ fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn poll_loop(mut poller: StatusPoller, wake: Arc<Notify>, out: mpsc::UnboundedSender<StatusSnapshot>) {
+async fn poll_loop(
+    mut poller: StatusPoller,
+    wake: Arc<Notify>,
+    out: mpsc::UnboundedSender<StatusSnapshot>,
+) {
     loop {
         wake.notified().await;
         let snapshot = poller.poll().await;
@@ -599,7 +692,11 @@ async fn run_unknown_job_command(argv: Vec<String>, row: String) {
     }
     match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
         Ok(Ok(status)) if !status.success() => {
-            tracing::warn!("unknown_job_command {} {}", argv[0], spawn::describe_exit(&status))
+            tracing::warn!(
+                "unknown_job_command {} {}",
+                argv[0],
+                spawn::describe_exit(&status)
+            )
         }
         Ok(_) => {}
         Err(_) => tracing::warn!("unknown_job_command {} ran over 60s; killed", argv[0]),

@@ -50,11 +50,20 @@ impl Job {
     }
 
     pub fn live_count(&self) -> usize {
-        self.procs.values().filter(|p| p.state != ProcState::Stopping).count()
+        self.procs
+            .values()
+            .filter(|p| p.state != ProcState::Stopping)
+            .count()
     }
 
     pub fn proc_views(&self) -> Vec<ProcView> {
-        self.procs.iter().map(|(pid, p)| ProcView { pid: *pid, state: p.state }).collect()
+        self.procs
+            .iter()
+            .map(|(pid, p)| ProcView {
+                pid: *pid,
+                state: p.state,
+            })
+            .collect()
     }
 
     /// (waiting, running) summed over the job's functions.
@@ -84,7 +93,11 @@ impl Job {
     pub fn estimate_gearman_states(&mut self, running: u64, now: Instant) {
         let mut busy_left = running;
         let quiet_since = self.quiet_since;
-        for proc in self.procs.values_mut().filter(|p| p.state != ProcState::Stopping) {
+        for proc in self
+            .procs
+            .values_mut()
+            .filter(|p| p.state != ProcState::Stopping)
+        {
             if busy_left > 0 {
                 proc.state = ProcState::Busy;
                 busy_left -= 1;
@@ -118,7 +131,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn new(control: mpsc::UnboundedSender<Control>) -> Proc {
-        Proc { state: ProcState::Starting, started: Instant::now(), jobs_done: 0, control, stop_sent: false }
+        Proc {
+            state: ProcState::Starting,
+            started: Instant::now(),
+            jobs_done: 0,
+            control,
+            stop_sent: false,
+        }
     }
 
     /// Updates the state unless the process is already on its way out.

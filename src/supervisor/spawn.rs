@@ -28,7 +28,11 @@ pub fn effective_argv(job: &JobSpec) -> std::io::Result<Vec<String>> {
     match job.protocol {
         Protocol::Exec => {
             let me = std::env::current_exe()?;
-            let mut argv = vec![me.to_string_lossy().into_owned(), "exec-slot".into(), "--".into()];
+            let mut argv = vec![
+                me.to_string_lossy().into_owned(),
+                "exec-slot".into(),
+                "--".into(),
+            ];
             argv.extend(job.command.iter().cloned());
             Ok(argv)
         }
@@ -78,7 +82,14 @@ fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
         if libc::setpgid(0, 0) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         // The supervisor may have died between fork and prctl.

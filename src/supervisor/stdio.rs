@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::process::{Child, ChildStdin, ChildStderr};
+use tokio::process::{Child, ChildStderr, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::codec::FramedRead;
@@ -50,13 +50,21 @@ pub struct ProcessSetup {
 }
 
 enum Phase {
-    Starting { deadline: Instant },
+    Starting {
+        deadline: Instant,
+    },
     /// Waiting for the answer to a GRAB_JOB_UNIQ sent to `server`.
-    Asking { server: usize, asked: usize },
+    Asking {
+        server: usize,
+        asked: usize,
+    },
     Sleeping,
     Busy(InFlight),
     /// Stdin closed and connections dropped; waiting for it to exit.
-    Draining { signal_at: Instant, next: Option<Signal> },
+    Draining {
+        signal_at: Instant,
+        next: Option<Signal>,
+    },
 }
 
 struct InFlight {
@@ -111,7 +119,12 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     let servers = setup
         .servers
         .iter()
-        .map(|addr| ServerLink { addr: addr.clone(), link: None, reconnect_at: None, backoff: RECONNECT_MIN })
+        .map(|addr| ServerLink {
+            addr: addr.clone(),
+            link: None,
+            reconnect_at: None,
+            backoff: RECONNECT_MIN,
+        })
         .collect();
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
@@ -120,7 +133,9 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         jobs_in: Some(jobs_tx),
         servers,
-        phase: Phase::Starting { deadline: Instant::now() + start_timeout },
+        phase: Phase::Starting {
+            deadline: Instant::now() + start_timeout,
+        },
         next_server: 0,
         started: Instant::now(),
         jobs_done: 0,
@@ -152,7 +167,11 @@ pub(super) async fn log_stderr(tag: String, stderr: ChildStderr) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match (&mut lines).take(64 * 1024).read_until(b'\n', &mut line).await {
+        match (&mut lines)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
@@ -221,12 +240,19 @@ impl StdioProcess {
         let phase = match &self.phase {
             Phase::Starting { deadline } => Some(*deadline),
             Phase::Busy(job) => job.deadline.map(|(d, _)| d),
-            Phase::Draining { signal_at, next: Some(_) } => Some(*signal_at),
+            Phase::Draining {
+                signal_at,
+                next: Some(_),
+            } => Some(*signal_at),
             Phase::Asking { .. } | Phase::Sleeping => self.lifetime_end(),
             Phase::Draining { next: None, .. } => None,
         };
         let reconnect = self.servers.iter().filter_map(|s| s.reconnect_at).min();
-        [phase, reconnect].into_iter().flatten().min().unwrap_or(far)
+        [phase, reconnect]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
     }
 
     fn lifetime_end(&self) -> Option<Instant> {
@@ -240,9 +266,15 @@ impl StdioProcess {
     async fn on_frame(&mut self, frame: WorkerFrame) {
         match (&self.phase, frame) {
             (Phase::Starting { .. }, WorkerFrame::Ready) => self.became_ready().await,
-            (Phase::Busy(_), WorkerFrame::Data(d)) => self.relay(PacketType::WorkData, vec![d]).await,
-            (Phase::Busy(_), WorkerFrame::Warning(w)) => self.relay(PacketType::WorkWarning, vec![w]).await,
-            (Phase::Busy(_), WorkerFrame::Status(n, d)) => self.relay(PacketType::WorkStatus, vec![n, d]).await,
+            (Phase::Busy(_), WorkerFrame::Data(d)) => {
+                self.relay(PacketType::WorkData, vec![d]).await
+            }
+            (Phase::Busy(_), WorkerFrame::Warning(w)) => {
+                self.relay(PacketType::WorkWarning, vec![w]).await
+            }
+            (Phase::Busy(_), WorkerFrame::Status(n, d)) => {
+                self.relay(PacketType::WorkStatus, vec![n, d]).await
+            }
             (Phase::Busy(_), WorkerFrame::Done(result)) => {
                 self.relay(PacketType::WorkComplete, vec![result]).await;
                 self.job_ended(JobOutcome::Done).await;
@@ -253,7 +285,9 @@ impl StdioProcess {
                 self.job_ended(JobOutcome::Failed(text)).await;
             }
             (Phase::Draining { .. }, _) => {}
-            (_, frame) => self.protocol_error(format!("unexpected {} outside a job", frame_name(&frame))),
+            (_, frame) => {
+                self.protocol_error(format!("unexpected {} outside a job", frame_name(&frame)))
+            }
         }
     }
 
@@ -262,7 +296,9 @@ impl StdioProcess {
             self.connect_server(i).await;
         }
         tracing::debug!("{} ready", self.tag);
-        self.send_event(Event::Ready { pid: self.setup.pid });
+        self.send_event(Event::Ready {
+            pid: self.setup.pid,
+        });
         self.grab_or_sleep(self.next_server, 0).await;
     }
 
@@ -272,7 +308,8 @@ impl StdioProcess {
             Ok(mut link) => {
                 let mut ok = true;
                 for f in &self.setup.job.functions {
-                    let can_do = gearman::request(PacketType::CanDo, vec![Bytes::from(f.function.clone())]);
+                    let can_do =
+                        gearman::request(PacketType::CanDo, vec![Bytes::from(f.function.clone())]);
                     ok &= link.feed(can_do).await.is_ok();
                 }
                 ok &= link.flush().await.is_ok();
@@ -296,7 +333,9 @@ impl StdioProcess {
         let s = &mut self.servers[i];
         s.link = None;
         // Jitter by pid so that hundreds of processes do not reconnect in step.
-        let jitter = Duration::from_millis(u64::from(self.setup.pid % 97) * s.backoff.as_millis() as u64 / 200);
+        let jitter = Duration::from_millis(
+            u64::from(self.setup.pid % 97) * s.backoff.as_millis() as u64 / 200,
+        );
         s.reconnect_at = Some(Instant::now() + s.backoff + jitter);
         s.backoff = (s.backoff * 2).min(RECONNECT_MAX);
     }
@@ -316,7 +355,10 @@ impl StdioProcess {
             for step in 0..n {
                 let i = (from + step) % n;
                 if self.servers[i].link.is_some() {
-                    if self.send_to(i, gearman::request(PacketType::GrabJobUniq, vec![])).await {
+                    if self
+                        .send_to(i, gearman::request(PacketType::GrabJobUniq, vec![]))
+                        .await
+                    {
                         self.phase = Phase::Asking { server: i, asked };
                         return;
                     }
@@ -325,7 +367,8 @@ impl StdioProcess {
         }
         for i in 0..n {
             if self.servers[i].link.is_some() {
-                self.send_to(i, gearman::request(PacketType::PreSleep, vec![])).await;
+                self.send_to(i, gearman::request(PacketType::PreSleep, vec![]))
+                    .await;
             }
         }
         self.phase = Phase::Sleeping;
@@ -380,11 +423,20 @@ impl StdioProcess {
         let uniq = packet.ptype == PacketType::JobAssignUniq;
         let handle = arg(&packet, 0);
         let function = arg(&packet, 1);
-        let (unique, workload) = if uniq { (arg(&packet, 2), arg(&packet, 3)) } else { (Bytes::new(), arg(&packet, 2)) };
+        let (unique, workload) = if uniq {
+            (arg(&packet, 2), arg(&packet, 3))
+        } else {
+            (Bytes::new(), arg(&packet, 2))
+        };
         self.next_server = (server + 1) % self.servers.len();
         let Some(spec) = self.setup.job.function(&function).cloned() else {
-            tracing::warn!("{} was assigned unknown function {}", self.tag, String::from_utf8_lossy(&function));
-            self.send_to(server, gearman::request(PacketType::WorkFail, vec![handle])).await;
+            tracing::warn!(
+                "{} was assigned unknown function {}",
+                self.tag,
+                String::from_utf8_lossy(&function)
+            );
+            self.send_to(server, gearman::request(PacketType::WorkFail, vec![handle]))
+                .await;
             return self.grab_or_sleep(self.next_server, 0).await;
         };
         let header = job_header(&spec.key, &handle, &unique, workload.len());
@@ -393,8 +445,15 @@ impl StdioProcess {
             (_, Some(t)) => Some((Instant::now() + t, t)),
             (_, None) => None,
         };
-        self.phase = Phase::Busy(InFlight { server, handle, deliverable: true, deadline: timeout });
-        self.send_event(Event::Busy { pid: self.setup.pid });
+        self.phase = Phase::Busy(InFlight {
+            server,
+            handle,
+            deliverable: true,
+            deadline: timeout,
+        });
+        self.send_event(Event::Busy {
+            pid: self.setup.pid,
+        });
         if let Some(jobs) = &self.jobs_in {
             // A closed pipe shows up as the process exiting; nothing to do here.
             let _ = jobs.send((header, workload)).await;
@@ -403,7 +462,9 @@ impl StdioProcess {
 
     /// Sends a WORK_* packet for the job in flight.
     async fn relay(&mut self, ptype: PacketType, rest: Vec<Bytes>) {
-        let Phase::Busy(job) = &self.phase else { return };
+        let Phase::Busy(job) = &self.phase else {
+            return;
+        };
         if !job.deliverable {
             return;
         }
@@ -418,19 +479,29 @@ impl StdioProcess {
     /// foreground client can see why (WORK_FAIL itself carries no text).
     async fn fail_in_flight(&mut self, message: &[u8]) {
         if !message.is_empty() {
-            self.relay(PacketType::WorkWarning, vec![Bytes::copy_from_slice(message)]).await;
+            self.relay(
+                PacketType::WorkWarning,
+                vec![Bytes::copy_from_slice(message)],
+            )
+            .await;
         }
         self.relay(PacketType::WorkFail, vec![]).await;
     }
 
     async fn job_ended(&mut self, outcome: JobOutcome) {
         self.jobs_done += 1;
-        self.send_event(Event::JobEnded { pid: self.setup.pid, outcome });
+        self.send_event(Event::JobEnded {
+            pid: self.setup.pid,
+            outcome,
+        });
         let job = &self.setup.job;
         if job.max_jobs > 0 && self.jobs_done >= job.max_jobs {
             self.retire(format!("max_jobs {} reached", job.max_jobs));
         } else if self.lifetime_end().is_some_and(|end| Instant::now() >= end) {
-            self.retire(format!("max_lifetime {}s reached", job.max_lifetime.unwrap_or_default().as_secs()));
+            self.retire(format!(
+                "max_lifetime {}s reached",
+                job.max_lifetime.unwrap_or_default().as_secs()
+            ));
         }
         self.phase = Phase::Sleeping;
         self.grab_or_sleep(self.next_server, 0).await;
@@ -439,7 +510,10 @@ impl StdioProcess {
     fn retire(&mut self, reason: String) {
         if self.retire_reason.is_none() && !self.stop_requested {
             tracing::info!("{} Recycling: {reason}", self.tag);
-            self.send_event(Event::Retiring { pid: self.setup.pid, reason: reason.clone() });
+            self.send_event(Event::Retiring {
+                pid: self.setup.pid,
+                reason: reason.clone(),
+            });
             self.retire_reason = Some(reason);
         }
     }
@@ -482,16 +556,26 @@ impl StdioProcess {
         self.jobs_in = None;
         self.cause.get_or_insert(cause);
         signal_group(self.setup.pid, Signal::SIGTERM);
-        self.phase = Phase::Draining { signal_at: Instant::now() + KILL_GRACE, next: Some(Signal::SIGKILL) };
+        self.phase = Phase::Draining {
+            signal_at: Instant::now() + KILL_GRACE,
+            next: Some(Signal::SIGKILL),
+        };
     }
 
     fn protocol_error(&mut self, message: String) {
-        tracing::error!("{} Protocol error: {message}; killing the process", self.tag);
+        tracing::error!(
+            "{} Protocol error: {message}; killing the process",
+            self.tag
+        );
         self.kill_now(ExitCause::Unexpected(format!("protocol error: {message}")));
     }
 
     fn server_lost(&mut self, i: usize) {
-        tracing::debug!("{} lost its connection to gearmand {}", self.tag, self.servers[i].addr);
+        tracing::debug!(
+            "{} lost its connection to gearmand {}",
+            self.tag,
+            self.servers[i].addr
+        );
         self.schedule_reconnect(i);
         match &mut self.phase {
             Phase::Busy(job) if job.server == i => job.deliverable = false,
@@ -508,7 +592,10 @@ impl StdioProcess {
                 tracing::error!("{} No READY within {secs}s; killing the process", self.tag);
                 signal_group(self.setup.pid, Signal::SIGKILL);
                 self.cause = Some(ExitCause::StartFailed(format!("no READY within {secs}s")));
-                self.phase = Phase::Draining { signal_at: now, next: None };
+                self.phase = Phase::Draining {
+                    signal_at: now,
+                    next: None,
+                };
                 return;
             }
             Phase::Busy(job) => {
@@ -518,15 +605,27 @@ impl StdioProcess {
                     }
                 }
             }
-            Phase::Draining { signal_at, next: Some(sig) } if now >= *signal_at => {
+            Phase::Draining {
+                signal_at,
+                next: Some(sig),
+            } if now >= *signal_at => {
                 let sig = *sig;
-                tracing::warn!("{} did not exit in time; sending {}", self.tag, sig.as_str());
+                tracing::warn!(
+                    "{} did not exit in time; sending {}",
+                    self.tag,
+                    sig.as_str()
+                );
                 signal_group(self.setup.pid, sig);
                 let next = (sig == Signal::SIGTERM).then_some(Signal::SIGKILL);
-                self.phase = Phase::Draining { signal_at: now + KILL_GRACE, next };
+                self.phase = Phase::Draining {
+                    signal_at: now + KILL_GRACE,
+                    next,
+                };
                 return;
             }
-            Phase::Asking { .. } | Phase::Sleeping if self.lifetime_end().is_some_and(|end| now >= end) => {
+            Phase::Asking { .. } | Phase::Sleeping
+                if self.lifetime_end().is_some_and(|end| now >= end) =>
+            {
                 let secs = self.setup.job.max_lifetime.unwrap_or_default().as_secs();
                 self.retire(format!("max_lifetime {secs}s reached"));
                 return self.begin_stop();
@@ -555,7 +654,10 @@ impl StdioProcess {
         let message = format!("timeout after {}s", limit.as_secs());
         tracing::warn!("{} Job {message}; killing the process", self.tag);
         self.fail_in_flight(message.as_bytes()).await;
-        self.send_event(Event::JobEnded { pid: self.setup.pid, outcome: JobOutcome::Failed(message) });
+        self.send_event(Event::JobEnded {
+            pid: self.setup.pid,
+            outcome: JobOutcome::Failed(message),
+        });
         self.kill_now(ExitCause::Requested);
     }
 
@@ -563,7 +665,10 @@ impl StdioProcess {
         if let Ok(status) = tokio::time::timeout(KILL_GRACE, self.child.wait()).await {
             return status.ok();
         }
-        tracing::warn!("{} closed its stdout but kept running; killing it", self.tag);
+        tracing::warn!(
+            "{} closed its stdout but kept running; killing it",
+            self.tag
+        );
         signal_group(self.setup.pid, Signal::SIGKILL);
         self.child.wait().await.ok()
     }
@@ -573,19 +678,31 @@ impl StdioProcess {
         for s in &mut self.servers {
             s.link = None;
         }
-        let described = status.as_ref().map(describe_exit).unwrap_or_else(|| "exited".into());
+        let described = status
+            .as_ref()
+            .map(describe_exit)
+            .unwrap_or_else(|| "exited".into());
         let cause = match (self.cause.take(), &self.phase) {
             (Some(cause), _) => cause,
-            (None, Phase::Starting { .. }) => ExitCause::Unexpected(format!("{described} before READY")),
+            (None, Phase::Starting { .. }) => {
+                ExitCause::Unexpected(format!("{described} before READY"))
+            }
             (None, Phase::Busy(_)) => {
-                tracing::warn!("{} died with a job in flight; gearmand will retry it", self.tag);
+                tracing::warn!(
+                    "{} died with a job in flight; gearmand will retry it",
+                    self.tag
+                );
                 ExitCause::Unexpected(format!("{described} while running a job"))
             }
             (None, _) => ExitCause::Unexpected(described.clone()),
         };
         // Stop the escalation timer of a process already gone.
         signal_group_if_alive(self.setup.pid);
-        self.send_event(Event::Exited { pid: self.setup.pid, status, cause });
+        self.send_event(Event::Exited {
+            pid: self.setup.pid,
+            status,
+            cause,
+        });
     }
 }
 

@@ -1,0 +1,394 @@
+//! Shared harness for integration tests: a real gearmand on a free loopback
+//! port, a gearman-driver process with its own lib dir and console port, and
+//! bounded waits. Everything is killed when dropped, even on panic.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use gearman_driver::gearman::client::{Client, JobReply};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 20 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // A zombie still answers kill(0); read its state instead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+pub struct Gearmand {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Gearmand {
+    pub fn start() -> Gearmand {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Gearmand {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(gearmand_path())
+            .args([
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                "--threads=1",
+            ])
+            .arg(format!(
+                "--log-file={}",
+                dir.path().join("gearmand.log").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gearmand is installed (Debian package gearman-job-server)");
+        wait_for(Duration::from_secs(10), "gearmand to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Gearmand {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// gearmand's admin `status`: (function, total, running, workers).
+    pub fn status(&self) -> Vec<(String, u64, u64, u64)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"status\r\n").unwrap();
+        let mut rows = Vec::new();
+        for line in BufReader::new(s).lines() {
+            let line = line.unwrap();
+            if line == "." {
+                break;
+            }
+            let f: Vec<&str> = line.split('\t').collect();
+            rows.push((
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            ));
+        }
+        rows
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gearmand {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn gearmand_path() -> PathBuf {
+    for p in ["/usr/sbin/gearmand", "/usr/local/sbin/gearmand"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("gearmand")
+}
+
+/// A lib dir with worker files, built up by the test.
+pub struct Lib {
+    pub dir: tempfile::TempDir,
+}
+
+impl Lib {
+    pub fn new() -> Lib {
+        Lib {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `rel` (creating folders); scripts get mode 755.
+    pub fn file(&self, rel: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, body).unwrap();
+        if rel.ends_with(".py") || rel.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        path
+    }
+}
+
+/// A stdio worker in Python serving `job` by reversing the workload;
+/// `extra` is Python run per job before answering (may use `name`, `data`).
+pub fn python_worker(extra: &str) -> String {
+    format!(
+        r#"import os, sys, time
+out, inp = sys.stdout.buffer, sys.stdin.buffer
+def frame(word, data):
+    out.write(b"%s %d\n" % (word, len(data)) + data); out.flush()
+out.write(b"READY\n"); out.flush()
+for header in inp:
+    _, name, handle, unique, size = header.split()
+    data = inp.read(int(size))
+    name = name.decode()
+    result = data[::-1]
+{}
+    frame(b"DONE", result)
+"#,
+        extra
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    )
+}
+
+pub struct Driver {
+    pub child: Option<Child>,
+    pub console_port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Driver {
+    /// Starts `gearman-driver` with the given flags plus a free console port
+    /// and a log file; waits until the console answers.
+    pub fn start(lib: &Lib, gearmand: &Gearmand, namespaces: &str, extra: &[&str]) -> Driver {
+        let servers = gearmand.addr();
+        Self::start_with_servers(lib, &servers, namespaces, extra)
+    }
+
+    pub fn start_with_servers(
+        lib: &Lib,
+        servers: &str,
+        namespaces: &str,
+        extra: &[&str],
+    ) -> Driver {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("driver.log");
+        let console_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_gearman-driver"))
+            .arg("--lib")
+            .arg(lib.path())
+            .args(["--namespaces", namespaces, "--server", servers])
+            .args([
+                "--console-port",
+                &console_port.to_string(),
+                "--loglevel",
+                "debug",
+            ])
+            .arg("--logfile")
+            .arg(&log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut driver = Driver {
+            child: Some(child),
+            console_port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", console_port)).is_err() {
+            if let Some(status) = driver.child.as_mut().unwrap().try_wait().unwrap() {
+                let mut err = String::new();
+                driver
+                    .child
+                    .as_mut()
+                    .unwrap()
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!(
+                    "gearman-driver exited ({status}): {err}\nlog:\n{}",
+                    driver.log_text()
+                );
+            }
+            assert!(Instant::now() < deadline, "console did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        driver
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        wait_for(limit, &format!("log line containing {needle:?}"), || {
+            self.log_text().contains(needle).then_some(())
+        });
+    }
+
+    /// One console command; the answer's lines without CRLF and without `.`.
+    pub fn console(&self, command: &str) -> Vec<String> {
+        console_command(self.console_port, command)
+    }
+
+    /// PIDs of a job, from `show`.
+    pub fn pids(&self, job: &str) -> Vec<u32> {
+        self.console(&format!("show {job}"))
+            .iter()
+            .skip(1)
+            .map(|l| l.parse().unwrap())
+            .collect()
+    }
+
+    /// The processes column of a job's status line.
+    pub fn process_count(&self, job: &str) -> usize {
+        let status = self.console("status");
+        let line = status
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .expect("job listed");
+        line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    }
+
+    pub fn status_line(&self, job: &str) -> String {
+        self.console("status")
+            .into_iter()
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .expect("job listed")
+    }
+
+    pub fn wait_processes(&self, job: &str, n: usize, limit: Duration) {
+        wait_for(limit, &format!("{job} to have {n} processes"), || {
+            (self.process_count(job) == n).then_some(())
+        });
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = wait_for(limit, "gearman-driver to exit", || {
+            child.try_wait().unwrap()
+        });
+        status
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends one command to a console and reads its answer up to `.`.
+pub fn console_command(port: u16, command: &str) -> Vec<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        assert!(
+            line.ends_with("\r\n"),
+            "console lines end with CRLF: {line:?}"
+        );
+        let line = line.trim_end_matches("\r\n").to_string();
+        if line == "." {
+            break;
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// Runs a future on a fresh runtime with a time limit.
+pub fn block_on<F: std::future::Future>(limit: Duration, fut: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { tokio::time::timeout(limit, fut).await.expect("timed out") })
+}
+
+/// Submits a foreground job and returns the reply.
+pub fn submit(gearmand: &Gearmand, function: &str, payload: &[u8]) -> JobReply {
+    let addr = gearmand.addr();
+    let payload = payload.to_vec();
+    block_on(Duration::from_secs(60), async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        c.submit(function, b"", payload).await.unwrap()
+    })
+}
+
+/// Queues background jobs.
+pub fn submit_background(gearmand: &Gearmand, function: &str, payloads: &[&[u8]]) {
+    let addr = gearmand.addr();
+    let payloads: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+    block_on(Duration::from_secs(30), async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        for p in payloads {
+            c.submit_background(function, p).await.unwrap();
+        }
+    })
+}
+
+/// Child PIDs of a process (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
