@@ -223,7 +223,10 @@ fn load_worker_file(
         .map_err(|e| ConfigError::new(format!("cannot read worker file: {e}")).in_file(path))?;
     let wf = WorkerFile::parse(path, &source)?;
     let mut errors = ConfigErrors::default();
+    // Absolute, because processes start in it and a relative program path
+    // would then be looked up from there.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let err_at = |key: String, offset: usize, msg: String| {
         ConfigError::new(msg)
             .in_file(path)
@@ -383,11 +386,8 @@ fn load_worker_file(
 /// name is looked up on PATH. Either way it must exist and be executable.
 pub fn resolve_program(program: &str, dir: &Path) -> Result<PathBuf, String> {
     if program.contains('/') {
-        let path = if Path::new(program).is_absolute() {
-            PathBuf::from(program)
-        } else {
-            dir.join(program)
-        };
+        // components() drops the `.` in `dir/./worker`.
+        let path: PathBuf = dir.join(program).components().collect();
         return check_executable(&path).map(|_| path);
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod status;
+pub mod wakeup;
 
 use std::io;
 use std::time::Duration;

@@ -188,6 +188,10 @@ pub fn percent_encode_unique(unique: &[u8]) -> String {
     if unique.is_empty() {
         return "-".to_string();
     }
+    if unique == b"-" {
+        // A literal "-" must not read as "no unique id".
+        return "%2D".to_string();
+    }
     let mut out = String::with_capacity(unique.len());
     for &b in unique {
         if (b'!'..=b'~').contains(&b) && b != b'%' {

@@ -56,6 +56,8 @@ pub struct Supervisor {
     unknown_warned: HashMap<String, Instant>,
     shutting_down: bool,
     force_exit_at: Option<Instant>,
+    /// Functions of jobs with no process, for the wake-up connections.
+    watched: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 /// Why the loop ended.
@@ -89,6 +91,7 @@ impl Supervisor {
             unknown_warned: HashMap::new(),
             shutting_down: false,
             force_exit_at: None,
+            watched: tokio::sync::watch::Sender::new(Vec::new()),
         }
     }
 
@@ -108,6 +111,11 @@ impl Supervisor {
             self.poll_now.clone(),
             snap_tx,
         ));
+        crate::gearman::wakeup::spawn(
+            &self.servers,
+            self.watched.subscribe(),
+            self.poll_now.clone(),
+        );
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -429,6 +437,25 @@ impl Supervisor {
                 self.apply(&name, action);
             }
         }
+        self.update_watched();
+    }
+
+    /// Jobs without any process get their functions watched for new work.
+    fn update_watched(&mut self) {
+        let mut functions: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.live_count() == 0 && j.max > 0 && !j.removed)
+            .flat_map(|j| j.spec.functions.iter().map(|f| f.function.clone()))
+            .collect();
+        functions.sort();
+        self.watched.send_if_modified(|current| {
+            if *current == functions {
+                return false;
+            }
+            *current = functions;
+            true
+        });
     }
 
     fn apply(&mut self, name: &str, action: Action) {
