@@ -85,4 +85,7 @@ pub struct RunFlags {
     /// Detach from the terminal and run in the background.
     #[arg(long)]
     pub daemonize: bool,
+    /// Run worker processes as this user (when the driver runs as root).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }

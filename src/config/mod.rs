@@ -42,6 +42,8 @@ pub struct Settings {
     pub loglevel: tracing::Level,
     pub pid_file: Option<PathBuf>,
     pub daemonize: bool,
+    /// Worker processes run as this user (the driver must be root).
+    pub user: Option<String>,
     pub unknown_job_command: Option<Vec<String>>,
     pub worker_options: BTreeMap<String, toml::Table>,
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
@@ -215,6 +217,12 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
         None => None,
     };
 
+    let user = flags.user.clone().or(file.user.clone());
+    if let Some(name) = &user {
+        if let Err(msg) = resolve_user(name) {
+            errors.push(cfg_err("user", msg));
+        }
+    }
     let settings = Settings {
         config_file: flags.config.clone(),
         servers,
@@ -244,6 +252,7 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
             .map(PathBuf::from)
             .or(file.pid_file.as_deref().map(rel_file)),
         daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
+        user: flags.user.clone().or(file.user),
         unknown_job_command,
         worker_options: file.worker_options,
         job_runtime_attributes: file.job_runtime_attributes,
@@ -378,4 +387,26 @@ pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
         push([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
     }
     out
+}
+
+/// Who worker processes run as: `--user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user up; the driver must be root to switch to anyone else.
+pub fn resolve_user(name: &str) -> Result<Option<Credentials>, String> {
+    let user = nix::unistd::User::from_name(name)
+        .map_err(|e| format!("cannot look up user `{name}`: {e}"))?
+        .ok_or_else(|| format!("no such user `{name}`"))?;
+    let me = nix::unistd::geteuid();
+    if user.uid == me {
+        return Ok(None);
+    }
+    if !me.is_root() {
+        return Err(format!("switching worker processes to user `{name}` needs root"));
+    }
+    Ok(Some(Credentials { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
 }

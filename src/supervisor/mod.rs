@@ -56,6 +56,8 @@ pub struct Supervisor {
     unknown_warned: HashMap<String, Instant>,
     shutting_down: bool,
     force_exit_at: Option<Instant>,
+    /// Who worker processes run as, when the driver switches users.
+    user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
     watched: tokio::sync::watch::Sender<Vec<String>>,
 }
@@ -71,6 +73,8 @@ impl Supervisor {
     pub fn new(loaded: Loaded, flags: RunFlags) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let servers = Arc::new(loaded.settings.servers.clone());
+        // Validated by config::load already.
+        let user = loaded.settings.user.as_deref().and_then(|u| crate::config::resolve_user(u).ok().flatten());
         let jobs = loaded
             .jobs
             .into_iter()
@@ -92,6 +96,7 @@ impl Supervisor {
             shutting_down: false,
             force_exit_at: None,
             watched: tokio::sync::watch::Sender::new(Vec::new()),
+            user,
         }
     }
 
@@ -495,7 +500,7 @@ impl Supervisor {
             return false;
         };
         let spec: Arc<JobSpec> = job.spec.clone();
-        let child = match spawn::spawn(&spec, &self.servers) {
+        let child = match spawn::spawn(&spec, &self.servers, self.user) {
             Ok(child) => child,
             Err(err) => {
                 let why = format!("cannot start {}: {err}", spec.command[0]);

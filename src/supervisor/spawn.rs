@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use crate::config::{JobSpec, Protocol};
+use crate::config::{Credentials, JobSpec, Protocol};
 
 /// Environment variables every process gets besides the worker file's `env`.
 pub fn process_env(job: &JobSpec, servers: &[String]) -> Vec<(String, String)> {
@@ -52,7 +52,7 @@ fn exec_timeouts(job: &JobSpec) -> String {
 pub const EXEC_TIMEOUTS_ENV: &str = "GEARMAN_DRIVER_EXEC_TIMEOUTS";
 
 /// Spawns one process of `job` with piped stdio.
-pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
+pub fn spawn(job: &JobSpec, servers: &[String], user: Option<Credentials>) -> std::io::Result<Child> {
     let argv = effective_argv(job)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -70,17 +70,24 @@ pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
     // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, _exit)
     // run between fork and exec.
     unsafe {
-        cmd.pre_exec(move || die_with_parent(parent));
+        cmd.pre_exec(move || die_with_parent(parent, user));
     }
     cmd.spawn()
 }
 
 /// Runs in the child between fork and exec.
-fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
+fn die_with_parent(parent: libc::pid_t, user: Option<Credentials>) -> std::io::Result<()> {
     // SAFETY: plain syscalls with constant arguments.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
             return Err(std::io::Error::last_os_error());
+        }
+        // Before prctl: a change of user clears the parent-death signal.
+        if let Some(c) = user {
+            let groups = [c.gid];
+            if libc::setgroups(1, groups.as_ptr()) != 0 || libc::setgid(c.gid) != 0 || libc::setuid(c.uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
