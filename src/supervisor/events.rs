@@ -23,6 +23,19 @@ pub enum Event {
     },
 }
 
+impl Event {
+    pub fn pid(&self) -> u32 {
+        match self {
+            Event::Ready { pid }
+            | Event::Busy { pid }
+            | Event::JobEnded { pid, .. }
+            | Event::Retiring { pid, .. }
+            | Event::Report { pid, .. }
+            | Event::Exited { pid, .. } => *pid,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     Done,

@@ -56,6 +56,8 @@ pub struct Supervisor {
     unknown_warned: HashMap<String, Instant>,
     shutting_down: bool,
     force_exit_at: Option<Instant>,
+    /// Pool sizes may have changed since the watched set was computed.
+    watched_dirty: bool,
     /// Who worker processes run as, when the driver switches users.
     user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
@@ -96,6 +98,7 @@ impl Supervisor {
             shutting_down: false,
             force_exit_at: None,
             watched: tokio::sync::watch::Sender::new(Vec::new()),
+            watched_dirty: true,
             user,
         }
     }
@@ -143,12 +146,20 @@ impl Supervisor {
             let wake_at = self.next_wakeup();
             tokio::select! {
                 Some(event) = self.events_rx.recv() => {
-                    self.on_event(event);
-                    // Drain what else is queued before deciding once.
-                    while let Ok(event) = self.events_rx.try_recv() {
+                    // Drain what else is queued, then decide once for the
+                    // jobs these events touched: the hot path of every job.
+                    let mut touched: Vec<String> = Vec::new();
+                    let mut next = Some(event);
+                    while let Some(event) = next {
+                        if let Some(name) = self.owner.get(&event.pid()) {
+                            if !touched.contains(name) {
+                                touched.push(name.clone());
+                            }
+                        }
                         self.on_event(event);
+                        next = self.events_rx.try_recv().ok();
                     }
-                    self.reconcile(false);
+                    self.reconcile_jobs(&touched, false);
                 }
                 Some(snapshot) = snap_rx.recv() => {
                     self.on_snapshot(snapshot);
@@ -289,6 +300,7 @@ impl Supervisor {
     }
 
     fn on_exit(&mut self, pid: u32, status: Option<std::process::ExitStatus>, cause: ExitCause) {
+        self.watched_dirty = true;
         let Some(name) = self.owner.remove(&pid) else {
             return;
         };
@@ -414,6 +426,14 @@ impl Supervisor {
 
     /// Applies the policy to every job.
     fn reconcile(&mut self, fresh_poll: bool) {
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        self.reconcile_jobs(&names, fresh_poll);
+        self.watched_dirty = true;
+        self.update_watched();
+    }
+
+    /// Applies the policy to the named jobs.
+    fn reconcile_jobs(&mut self, names: &[String], fresh_poll: bool) {
         if self.shutting_down {
             return;
         }
@@ -423,10 +443,9 @@ impl Supervisor {
             max_idle_time: self.settings.max_idle_time,
             fresh_poll,
         };
-        let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
+            let Some(job) = self.jobs.get(name) else { continue };
             let actions = {
-                let job = &self.jobs[&name];
                 let views = job.proc_views();
                 let waiting = (self.status.servers_answered > 0).then(|| job.queue(&self.status).0);
                 let view = policy::JobView {
@@ -439,7 +458,8 @@ impl Supervisor {
                 policy::decide(&view, &ctx)
             };
             for action in actions {
-                self.apply(&name, action);
+                self.watched_dirty = true;
+                self.apply(name, action);
             }
         }
         self.update_watched();
@@ -447,6 +467,9 @@ impl Supervisor {
 
     /// Jobs without any process get their functions watched for new work.
     fn update_watched(&mut self) {
+        if !std::mem::take(&mut self.watched_dirty) {
+            return;
+        }
         let mut functions: Vec<String> = self
             .jobs
             .values()
