@@ -39,8 +39,10 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Refuses when the file names a live process; a stale file is replaced.
-    pub fn create(path: &Path) -> Result<PidFile, String> {
+    /// Refuses when the file names a live process other than this one.
+    /// `--daemonize` calls this before forking too, so that the refusal
+    /// reaches the launching terminal and its exit status.
+    pub fn check(path: &Path) -> Result<(), String> {
         if let Ok(text) = fs::read_to_string(path) {
             if let Ok(pid) = text.trim().parse::<i32>() {
                 let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
@@ -52,6 +54,12 @@ impl PidFile {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Refuses when the file names a live process; a stale file is replaced.
+    pub fn create(path: &Path) -> Result<PidFile, String> {
+        Self::check(path)?;
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;

@@ -41,6 +41,10 @@ fn run(flags: RunFlags) -> ExitCode {
     let settings = loaded.settings.clone();
     // Forking is only safe before any thread exists: daemonize first.
     if settings.daemonize {
+        if let Some(Err(err)) = settings.pid_file.as_deref().map(daemon::PidFile::check) {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
         if let Err(err) = daemon::daemonize() {
             eprintln!("error: cannot daemonize: {err}");
             return ExitCode::from(1);

@@ -43,9 +43,7 @@ fn a_job_for_a_min_zero_function_completes_well_within_the_interval() {
 #[test]
 fn a_backlog_starts_processes_before_the_first_poll_could() {
     let (gearmand, _lib, driver) = driver_with("time.sleep(0.5)", 0, 4);
-    let payloads: Vec<Vec<u8>> = (0..12).map(|i| format!("{i}").into_bytes()).collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    submit_background(&gearmand, "T::W::work", &refs);
+    submit_background_all(&gearmand, "T::W::work", &payloads("", 12));
     // The next poll is ~30 s away; four processes must come from events.
     driver.wait_processes("T::W::work", 4, Duration::from_secs(10));
 }
@@ -54,8 +52,6 @@ fn a_backlog_starts_processes_before_the_first_poll_could() {
 fn saturated_pool_grows_when_its_last_idle_process_gets_busy() {
     let (gearmand, _lib, driver) = driver_with("time.sleep(0.5)", 1, 3);
     driver.wait_processes("T::W::work", 1, Duration::from_secs(10));
-    let payloads: Vec<Vec<u8>> = (0..9).map(|i| format!("{i}").into_bytes()).collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    submit_background(&gearmand, "T::W::work", &refs);
+    submit_background_all(&gearmand, "T::W::work", &payloads("", 9));
     driver.wait_processes("T::W::work", 3, Duration::from_secs(10));
 }

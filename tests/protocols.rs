@@ -33,27 +33,8 @@ fn gearman_protocol_workers_scale_with_the_queue_and_back() {
     );
     let job = "G::Cli::rev";
     assert_eq!(driver.process_count(job), 0);
-    let payloads: Vec<Vec<u8>> = (0..24).map(|i| format!("line{i}").into_bytes()).collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    submit_background(&gearmand, job, &refs);
-    let mut peak = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = driver.process_count(job);
-        assert!(n <= 3, "never more than max: {n}");
-        peak = peak.max(n);
-        let queued: u64 = gearmand
-            .status()
-            .iter()
-            .filter(|r| r.0 == job)
-            .map(|r| r.1)
-            .sum();
-        if queued == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "backlog did not drain");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    submit_background_all(&gearmand, job, &payloads("line", 24));
+    let peak = drain_watching_peak(&driver, &gearmand, job, 3, Duration::from_secs(30));
     assert_eq!(peak, 3, "scaled to max");
     driver.wait_processes(job, 0, Duration::from_secs(10));
     let reply = submit(&gearmand, job, b"hello");

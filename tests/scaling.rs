@@ -23,32 +23,9 @@ fn backlog_scales_up_to_max_and_idle_processes_go_back_to_min() {
     let job = "T::W::work";
     assert_eq!(driver.process_count(job), 0, "min 0 starts nothing");
 
-    let payloads: Vec<Vec<u8>> = (0..30).map(|i| format!("job{i}").into_bytes()).collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    submit_background(&gearmand, job, &refs);
+    submit_background_all(&gearmand, job, &payloads("job", 30));
 
-    let mut peak = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = driver.process_count(job);
-        let children = children_of(driver.pid()).len();
-        assert!(
-            n <= 3 && children <= 3,
-            "never more than max: status {n}, children {children}"
-        );
-        peak = peak.max(n);
-        let queued: u64 = gearmand
-            .status()
-            .iter()
-            .filter(|r| r.0 == job)
-            .map(|r| r.1)
-            .sum();
-        if queued == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "backlog did not drain");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let peak = drain_watching_peak(&driver, &gearmand, job, 3, Duration::from_secs(30));
     assert_eq!(peak, 3, "the backlog brought max processes");
     // Idle for max_idle_time (2 s), then reaped at the next poll.
     driver.wait_processes(job, 0, Duration::from_secs(10));
@@ -76,9 +53,7 @@ fn a_job_with_min_two_never_drops_below_two() {
     );
     let job = "T::W::work";
     driver.wait_processes(job, 2, Duration::from_secs(10));
-    let payloads: Vec<Vec<u8>> = (0..20).map(|i| format!("j{i}").into_bytes()).collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    submit_background(&gearmand, job, &refs);
+    submit_background_all(&gearmand, job, &payloads("j", 20));
     driver.wait_processes(job, 4, Duration::from_secs(10));
     // Through the drain and well past it (several polls with max_idle_time 0).
     let until = Instant::now() + Duration::from_secs(4);

@@ -406,7 +406,12 @@ pub fn resolve_user(name: &str) -> Result<Option<Credentials>, String> {
         return Ok(None);
     }
     if !me.is_root() {
-        return Err(format!("switching worker processes to user `{name}` needs root"));
+        return Err(format!(
+            "switching worker processes to user `{name}` needs root"
+        ));
     }
-    Ok(Some(Credentials { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
+    Ok(Some(Credentials {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    }))
 }

@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
@@ -27,7 +26,7 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         tokio::spawn(read_reports(pid, tag.clone(), stdout, setup.events.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::stdio::log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
     }
     let _ = setup.events.send(Event::Ready { pid });
     let mut escalation: Option<(Instant, Signal)> = None;
@@ -74,28 +73,13 @@ async fn read_reports(
     stdout: ChildStdout,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut reader)
-            .take(64 * 1024)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end_matches(['\n', '\r']);
-                match parse_report(text) {
-                    Some(report) => {
-                        let _ = events.send(Event::Report { pid, report });
-                    }
-                    None => tracing::info!("{tag} STDOUT: {text}"),
-                }
-            }
+    super::output::for_each_line(stdout, |text| match parse_report(text) {
+        Some(report) => {
+            let _ = events.send(Event::Report { pid, report });
         }
-    }
+        None => tracing::info!("{tag} STDOUT: {text}"),
+    })
+    .await;
 }
 
 /// `lastrun <epoch>`, `lasterror <epoch>`, `lasterror_msg <text>`.

@@ -8,10 +8,12 @@
 //! - [`stdio`]: the per-process task of stdio (and exec) workers, with the grab loop.
 //! - [`gearman_proc`]: the per-process task of workers that speak Gearman themselves.
 //! - [`events`]: messages between the loop and the process tasks.
+//! - [`output`]: worker output outside the protocol, logged line by line.
 //! - [`pools`]: jobs and processes as the loop tracks them.
 
 pub mod events;
 pub mod gearman_proc;
+pub mod output;
 pub mod pools;
 pub mod spawn;
 pub mod stdio;
@@ -76,7 +78,11 @@ impl Supervisor {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let servers = Arc::new(loaded.settings.servers.clone());
         // Validated by config::load already.
-        let user = loaded.settings.user.as_deref().and_then(|u| crate::config::resolve_user(u).ok().flatten());
+        let user = loaded
+            .settings
+            .user
+            .as_deref()
+            .and_then(|u| crate::config::resolve_user(u).ok().flatten());
         let jobs = loaded
             .jobs
             .into_iter()
@@ -326,16 +332,22 @@ impl Supervisor {
             ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
                 let quick = proc.started.elapsed() < CRASH_WINDOW;
                 job.record_error(&why);
+                // Lead with the process event (`Exited with status N`) that
+                // operators grep for, then what it meant.
+                let event = match why.strip_prefix(described.as_str()) {
+                    Some(rest) => format!("{code}{rest}"),
+                    None => format!("{code}: {why}"),
+                };
                 if quick {
                     let delay = job.note_quick_failure();
                     tracing::warn!(
-                        "{tag} {why}; within {}s of its start, next start in {}s",
+                        "{tag} {event}; within {}s of its start, next start in {}s",
                         CRASH_WINDOW.as_secs(),
                         delay.as_secs()
                     );
                 } else {
                     job.failures = 0;
-                    tracing::warn!("{tag} {why}");
+                    tracing::warn!("{tag} {event}");
                 }
             }
         }
@@ -444,7 +456,9 @@ impl Supervisor {
             fresh_poll,
         };
         for name in names {
-            let Some(job) = self.jobs.get(name) else { continue };
+            let Some(job) = self.jobs.get(name) else {
+                continue;
+            };
             let actions = {
                 let views = job.proc_views();
                 let waiting = (self.status.servers_answered > 0).then(|| job.queue(&self.status).0);

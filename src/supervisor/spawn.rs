@@ -52,7 +52,11 @@ fn exec_timeouts(job: &JobSpec) -> String {
 pub const EXEC_TIMEOUTS_ENV: &str = "GEARMAN_DRIVER_EXEC_TIMEOUTS";
 
 /// Spawns one process of `job` with piped stdio.
-pub fn spawn(job: &JobSpec, servers: &[String], user: Option<Credentials>) -> std::io::Result<Child> {
+pub fn spawn(
+    job: &JobSpec,
+    servers: &[String],
+    user: Option<Credentials>,
+) -> std::io::Result<Child> {
     let argv = effective_argv(job)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -85,7 +89,10 @@ fn die_with_parent(parent: libc::pid_t, user: Option<Credentials>) -> std::io::R
         // Before prctl: a change of user clears the parent-death signal.
         if let Some(c) = user {
             let groups = [c.gid];
-            if libc::setgroups(1, groups.as_ptr()) != 0 || libc::setgid(c.gid) != 0 || libc::setuid(c.uid) != 0 {
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setgid(c.gid) != 0
+                || libc::setuid(c.uid) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
         }

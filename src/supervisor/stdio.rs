@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::process::{Child, ChildStderr, ChildStdin};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::codec::FramedRead;
@@ -33,9 +33,11 @@ use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 
 /// How long a process gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-/// Reconnect backoff to a server that went away.
+/// Reconnect backoff to a server that went away. The cap is low so that
+/// work flows again within about a second of a restarted gearmand's return;
+/// a failed attempt costs one connect, made off the process's loop.
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(10);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// Extra time the supervisor allows an exec slot beyond the job's timeout,
 /// so that the slot fails the job itself and survives.
 const EXEC_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
@@ -80,13 +82,19 @@ struct ServerLink {
     link: Option<Link>,
     reconnect_at: Option<Instant>,
     backoff: Duration,
+    /// A connect task is under way; its result arrives as `Wake::Connected`.
+    connecting: bool,
 }
+
+/// A connect task's result: the server's index and a registered link.
+type Connected = (usize, Result<Link, String>);
 
 enum Wake {
     Frame(Option<Result<WorkerFrame, crate::protocol::ProtocolError>>),
     Packet(usize, Option<Result<Packet, GearmanError>>),
     Control(Option<Control>),
     Exited(std::io::Result<std::process::ExitStatus>),
+    Connected(Connected),
     Timer,
 }
 
@@ -97,6 +105,8 @@ struct StdioProcess {
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
     jobs_in: Option<mpsc::Sender<(Vec<u8>, Bytes)>>,
     servers: Vec<ServerLink>,
+    connects_tx: mpsc::UnboundedSender<Connected>,
+    connects_rx: mpsc::UnboundedReceiver<Connected>,
     phase: Phase,
     next_server: usize,
     started: Instant,
@@ -112,7 +122,7 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
     }
     let (jobs_tx, jobs_rx) = mpsc::channel(1);
     tokio::spawn(write_jobs(stdin, jobs_rx));
@@ -124,8 +134,10 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
             link: None,
             reconnect_at: None,
             backoff: RECONNECT_MIN,
+            connecting: false,
         })
         .collect();
+    let (connects_tx, connects_rx) = mpsc::unbounded_channel();
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
         tag,
@@ -133,6 +145,8 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         jobs_in: Some(jobs_tx),
         servers,
+        connects_tx,
+        connects_rx,
         phase: Phase::Starting {
             deadline: Instant::now() + start_timeout,
         },
@@ -162,27 +176,6 @@ async fn write_jobs(stdin: ChildStdin, mut jobs: mpsc::Receiver<(Vec<u8>, Bytes)
     }
 }
 
-pub(super) async fn log_stderr(tag: String, stderr: ChildStderr) {
-    let mut lines = BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match (&mut lines)
-            .take(64 * 1024)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                tracing::info!("{tag} STDERR: {}", text.trim_end_matches(['\n', '\r']));
-            }
-        }
-    }
-}
-
-use tokio::io::AsyncReadExt as _;
-
 async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet, GearmanError>>) {
     poll_fn(|cx| {
         for (i, s) in servers.iter_mut().enumerate() {
@@ -206,6 +199,7 @@ impl StdioProcess {
                 (i, p) = next_packet(&mut self.servers) => Wake::Packet(i, p),
                 c = self.setup.control.recv() => Wake::Control(c),
                 s = self.child.wait() => Wake::Exited(s),
+                Some(c) = self.connects_rx.recv() => Wake::Connected(c),
                 _ = sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
@@ -216,7 +210,16 @@ impl StdioProcess {
                     return self.exited(status);
                 }
                 Wake::Packet(i, Some(Ok(packet))) => self.on_packet(i, packet).await,
-                Wake::Packet(i, _) => self.server_lost(i),
+                Wake::Packet(i, _) => {
+                    let was_asking =
+                        matches!(self.phase, Phase::Asking { server, .. } if server == i);
+                    self.server_lost(i);
+                    // Ask the other servers, or sleep on them: their NOOPs
+                    // only come to a worker that said PRE_SLEEP.
+                    if was_asking {
+                        self.grab_or_sleep(self.next_server, 0).await;
+                    }
+                }
                 Wake::Control(Some(Control::Stop)) => self.request_stop(None),
                 Wake::Control(Some(Control::Retire(reason))) => self.request_stop(Some(reason)),
                 Wake::Control(None) => self.request_stop(None),
@@ -230,6 +233,7 @@ impl StdioProcess {
                     }
                     return self.exited(status);
                 }
+                Wake::Connected((i, result)) => self.on_connected(i, result).await,
                 Wake::Timer => self.on_timer().await,
             }
         }
@@ -293,7 +297,7 @@ impl StdioProcess {
 
     async fn became_ready(&mut self) {
         for i in 0..self.servers.len() {
-            self.connect_server(i).await;
+            self.connect_server(i);
         }
         tracing::debug!("{} ready", self.tag);
         self.send_event(Event::Ready {
@@ -302,28 +306,60 @@ impl StdioProcess {
         self.grab_or_sleep(self.next_server, 0).await;
     }
 
-    async fn connect_server(&mut self, i: usize) {
-        let addr = self.servers[i].addr.clone();
-        match gearman::connect(&addr).await {
-            Ok(mut link) => {
-                let mut ok = true;
-                for f in &self.setup.job.functions {
-                    let can_do =
-                        gearman::request(PacketType::CanDo, vec![Bytes::from(f.function.clone())]);
-                    ok &= link.feed(can_do).await.is_ok();
+    /// Connects and registers in a task of its own: a server that drops
+    /// SYNs would otherwise hold up this loop, and with it the work coming
+    /// from every other server, for the whole connect timeout.
+    fn connect_server(&mut self, i: usize) {
+        let s = &mut self.servers[i];
+        s.reconnect_at = None;
+        if s.connecting {
+            return;
+        }
+        s.connecting = true;
+        let addr = s.addr.clone();
+        let functions: Vec<Bytes> = self
+            .setup
+            .job
+            .functions
+            .iter()
+            .map(|f| Bytes::from(f.function.clone()))
+            .collect();
+        let done = self.connects_tx.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let mut link = gearman::connect(&addr).await.map_err(|e| e.to_string())?;
+                for f in functions {
+                    let can_do = gearman::request(PacketType::CanDo, vec![f]);
+                    link.feed(can_do).await.map_err(|e| e.to_string())?;
                 }
-                ok &= link.flush().await.is_ok();
+                link.flush().await.map_err(|e| e.to_string())?;
+                Ok(link)
+            };
+            let _ = done.send((i, result.await));
+        });
+    }
+
+    async fn on_connected(&mut self, i: usize, result: Result<Link, String>) {
+        self.servers[i].connecting = false;
+        if matches!(self.phase, Phase::Draining { .. }) {
+            return;
+        }
+        match result {
+            Ok(link) => {
                 let s = &mut self.servers[i];
-                if ok {
-                    s.link = Some(link);
-                    s.reconnect_at = None;
-                    s.backoff = RECONNECT_MIN;
-                } else {
-                    self.schedule_reconnect(i);
+                s.link = Some(link);
+                s.reconnect_at = None;
+                s.backoff = RECONNECT_MIN;
+                if matches!(self.phase, Phase::Sleeping) {
+                    self.grab_or_sleep(self.next_server, 0).await;
                 }
             }
             Err(err) => {
-                tracing::debug!("{} cannot reach gearmand {addr}: {err}", self.tag);
+                tracing::debug!(
+                    "{} cannot reach gearmand {}: {err}",
+                    self.tag,
+                    self.servers[i].addr
+                );
                 self.schedule_reconnect(i);
             }
         }
@@ -632,21 +668,15 @@ impl StdioProcess {
             }
             _ => {}
         }
-        self.reconnect_due(now).await;
+        self.reconnect_due(now);
     }
 
-    async fn reconnect_due(&mut self, now: Instant) {
+    fn reconnect_due(&mut self, now: Instant) {
         let due: Vec<usize> = (0..self.servers.len())
             .filter(|&i| self.servers[i].reconnect_at.is_some_and(|t| t <= now))
             .collect();
-        if due.is_empty() {
-            return;
-        }
         for i in due {
-            self.connect_server(i).await;
-        }
-        if matches!(self.phase, Phase::Sleeping) {
-            self.grab_or_sleep(self.next_server, 0).await;
+            self.connect_server(i);
         }
     }
 

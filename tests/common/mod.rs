@@ -392,3 +392,52 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|p| p.parse().ok())
         .collect()
 }
+
+/// Watches a job while gearmand drains its backlog: asserts it never has more
+/// than `max` processes (console count and actual children) and returns the
+/// most it had.
+pub fn drain_watching_peak(
+    driver: &Driver,
+    gearmand: &Gearmand,
+    job: &str,
+    max: usize,
+    limit: Duration,
+) -> usize {
+    let mut peak = 0;
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = driver.process_count(job);
+        let children = children_of(driver.pid()).len();
+        assert!(
+            n <= max && children <= max,
+            "never more than max: status {n}, children {children}"
+        );
+        peak = peak.max(n);
+        let queued: u64 = gearmand
+            .status()
+            .iter()
+            .filter(|r| r.0 == job)
+            .map(|r| r.1)
+            .sum();
+        if queued == 0 {
+            return peak;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog of {job} did not drain"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Background payloads `prefix0`, `prefix1`, ...
+pub fn payloads(prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("{prefix}{i}").into_bytes())
+        .collect()
+}
+
+pub fn submit_background_all(gearmand: &Gearmand, function: &str, payloads: &[Vec<u8>]) {
+    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+    submit_background(gearmand, function, &refs);
+}

@@ -1,0 +1,28 @@
+//! Reading what worker processes print besides the protocol: lines of at most
+//! 64 KiB (longer ones are cut), logged with the process's `(pid) [job]` tag.
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Calls `each` with every line (without its line end) until EOF.
+pub async fn for_each_line(output: impl AsyncRead + Unpin, mut each: impl FnMut(&str)) {
+    let mut reader = BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => each(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r'])),
+        }
+    }
+}
+
+/// Logs a process's standard error line by line.
+pub async fn log_stderr(tag: String, stderr: impl AsyncRead + Unpin) {
+    for_each_line(stderr, |line| tracing::info!("{tag} STDERR: {line}")).await;
+}
