@@ -72,7 +72,7 @@ pub fn main(command: Vec<String>) -> i32 {
             RunResult::Done(bytes) => ("DONE", bytes),
             RunResult::Fail(message) => ("FAIL", message.into_bytes()),
         };
-        let written = write!(out, "{word} {}\n", body.len())
+        let written = writeln!(out, "{word} {}", body.len())
             .and_then(|_| out.write_all(&body))
             .and_then(|_| out.flush());
         if written.is_err() {

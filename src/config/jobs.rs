@@ -94,10 +94,7 @@ pub struct FoundFile {
 /// Builds the job table, sorted by console name, or every error found.
 pub fn build_job_table(input: &JobTableInput) -> Result<Vec<Arc<JobSpec>>, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let files = match discover(input.lib, input.namespaces) {
-        Ok(files) => files,
-        Err(e) => return Err(e),
-    };
+    let files = discover(input.lib, input.namespaces)?;
     let mut jobs = Vec::new();
     for found in &files {
         match load_worker_file(found, input) {

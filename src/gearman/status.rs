@@ -11,6 +11,12 @@ use tokio::time::timeout;
 
 use super::{connect_stream, CONNECT_TIMEOUT};
 
+/// How long a poll waits for a new connection before leaving the server out
+/// of this snapshot. A server that drops SYNs would otherwise hold up every
+/// snapshot, and with it every scaling decision, for the whole connect
+/// timeout; the connect goes on in its own task and a later poll uses it.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Queue counts for one function, summed over the servers that answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FunctionCounts {
@@ -65,6 +71,7 @@ pub struct StatusPoller {
 struct ServerPoll {
     addr: String,
     client: Option<AdminClient<TcpStream>>,
+    connecting: Option<tokio::task::JoinHandle<std::io::Result<TcpStream>>>,
     down_since_logged: bool,
 }
 
@@ -76,6 +83,7 @@ impl StatusPoller {
                 .map(|addr| ServerPoll {
                     addr: addr.clone(),
                     client: None,
+                    connecting: None,
                     down_since_logged: false,
                 })
                 .collect(),
@@ -91,8 +99,12 @@ impl StatusPoller {
 }
 
 impl ServerPoll {
-    async fn poll(&mut self) -> Option<Vec<FunctionStatus>> {
-        match self.try_poll().await {
+    /// Logs outages and recoveries, once each.
+    fn outcome(
+        &mut self,
+        result: Result<Vec<FunctionStatus>, String>,
+    ) -> Option<Vec<FunctionStatus>> {
+        match result {
             Ok(rows) => {
                 if self.down_since_logged {
                     tracing::info!("gearmand {} is reachable again", self.addr);
@@ -111,14 +123,37 @@ impl ServerPoll {
         }
     }
 
-    async fn try_poll(&mut self) -> Result<Vec<FunctionStatus>, String> {
+    async fn poll(&mut self) -> Option<Vec<FunctionStatus>> {
         if self.client.is_none() {
-            let stream = connect_stream(&self.addr)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.client = Some(AdminClient::from_stream(stream));
+            // A fresh connect gets a moment; one left over from an earlier
+            // poll is only looked at. Still connecting: left out of this
+            // snapshot, and not yet an outage.
+            let wait = if self.connecting.is_some() {
+                std::time::Duration::ZERO
+            } else {
+                CONNECT_WAIT
+            };
+            let addr = self.addr.clone();
+            let connecting = self
+                .connecting
+                .get_or_insert_with(|| tokio::spawn(async move { connect_stream(&addr).await }));
+            let joined = match timeout(wait, connecting).await {
+                Ok(joined) => joined,
+                Err(_) => return None,
+            };
+            self.connecting = None;
+            match joined {
+                Ok(Ok(stream)) => self.client = Some(AdminClient::from_stream(stream)),
+                Ok(Err(err)) => return self.outcome(Err(err.to_string())),
+                Err(err) => return self.outcome(Err(err.to_string())),
+            }
         }
-        let client = self.client.as_mut().expect("connected above");
+        let result = self.try_poll().await;
+        self.outcome(result)
+    }
+
+    async fn try_poll(&mut self) -> Result<Vec<FunctionStatus>, String> {
+        let client = self.client.as_mut().expect("connected by poll");
         match timeout(CONNECT_TIMEOUT, client.status()).await {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(e)) => Err(e.to_string()),

@@ -390,14 +390,10 @@ impl StdioProcess {
         if asked < self.connected() {
             for step in 0..n {
                 let i = (from + step) % n;
-                if self.servers[i].link.is_some() {
-                    if self
-                        .send_to(i, gearman::request(PacketType::GrabJobUniq, vec![]))
-                        .await
-                    {
-                        self.phase = Phase::Asking { server: i, asked };
-                        return;
-                    }
+                let grab = gearman::request(PacketType::GrabJobUniq, vec![]);
+                if self.servers[i].link.is_some() && self.send_to(i, grab).await {
+                    self.phase = Phase::Asking { server: i, asked };
+                    return;
                 }
             }
         }
