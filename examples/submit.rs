@@ -30,12 +30,15 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let workload = std::fs::read(&args.workload).unwrap_or_else(|_| args.workload.clone().into_bytes());
+    let workload =
+        std::fs::read(&args.workload).unwrap_or_else(|_| args.workload.clone().into_bytes());
     let mut client = Client::connect(&args.server).await?;
     let started = Instant::now();
     for _ in 0..args.count {
         if args.background {
-            let handle = client.submit_background(&args.function, workload.clone()).await?;
+            let handle = client
+                .submit_background(&args.function, workload.clone())
+                .await?;
             println!("queued {}", String::from_utf8_lossy(&handle));
             continue;
         }

@@ -66,8 +66,14 @@ fn user_switches_worker_processes_when_root() {
     // The worker runs as nobody: it must be able to enter and read its folder.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(lib.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    lib.file("T/w.py", &python_worker("result = str(os.getuid()).encode()"));
-    lib.file("T/W.toml", "command = [\"/usr/bin/python3\", \"w.py\"]\n[jobs.whoami]\n");
+    lib.file(
+        "T/w.py",
+        &python_worker("result = str(os.getuid()).encode()"),
+    );
+    lib.file(
+        "T/W.toml",
+        "command = [\"/usr/bin/python3\", \"w.py\"]\n[jobs.whoami]\n",
+    );
     std::fs::set_permissions(lib.path().join("T"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let _driver = Driver::start(&lib, &gearmand, "T", &["--user", "nobody"]);
     let reply = submit(&gearmand, "T::W::whoami", b"");

@@ -1,0 +1,108 @@
+//! One-shot mode: send one command to every server in turn, print the
+//! answers, and turn what happened into the exit status scripts rely on.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::address::ServerAddress;
+use crate::connection::{Connection, Failure};
+use crate::framing::Answer;
+use crate::output::write_answer;
+
+/// The worst thing that happened across all servers; the order of the
+/// variants is their precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Every server answered without `ERR`.
+    Answered,
+    /// At least one server answered `ERR`.
+    Refused,
+    /// At least one server could not be asked or did not finish answering.
+    Unreachable,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Answered => ExitCode::SUCCESS,
+            Outcome::Refused => ExitCode::from(1),
+            Outcome::Unreachable => ExitCode::from(2),
+        }
+    }
+
+    fn of(result: &Result<Answer, Failure>) -> Outcome {
+        match result {
+            Ok(answer) if answer.is_error() => Outcome::Refused,
+            Ok(_) => Outcome::Answered,
+            Err(_) => Outcome::Unreachable,
+        }
+    }
+}
+
+/// Sends `command` to each server in order. Answers go to stdout as they
+/// arrive; failures go to stderr, naming the server.
+pub fn run(servers: &[ServerAddress], command: &str, timeout: Duration) -> Outcome {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut outcome = Outcome::Answered;
+    for address in servers {
+        let result = ask(address, command, timeout);
+        outcome = outcome.max(Outcome::of(&result));
+        match result {
+            Ok(answer) => {
+                let printed = write_answer(&mut out, address, &answer).and_then(|()| out.flush());
+                // A reader that went away (`| head`) wants no more output;
+                // the other servers still get the command.
+                if let Err(err) = printed {
+                    if err.kind() != io::ErrorKind::BrokenPipe {
+                        eprintln!("gearman-driver-console: cannot write the answer: {err}");
+                    }
+                }
+            }
+            Err(failure) => eprintln!("gearman-driver-console: {address}: {failure}"),
+        }
+    }
+    outcome
+}
+
+fn ask(address: &ServerAddress, command: &str, timeout: Duration) -> Result<Answer, Failure> {
+    Connection::open(address, timeout)?.ask(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn answer(lines: &[&str]) -> Result<Answer, Failure> {
+        Ok(Answer {
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn outcomes_of_single_answers() {
+        assert_eq!(Outcome::of(&answer(&["OK"])), Outcome::Answered);
+        assert_eq!(Outcome::of(&answer(&[])), Outcome::Answered);
+        assert_eq!(
+            Outcome::of(&answer(&["ERR invalid_job_name: x"])),
+            Outcome::Refused
+        );
+        let lost = Err(Failure::Exchange(io::ErrorKind::UnexpectedEof.into()));
+        assert_eq!(Outcome::of(&lost), Outcome::Unreachable);
+    }
+
+    #[test]
+    fn unreachable_wins_over_refused_wins_over_answered() {
+        assert_eq!(Outcome::Answered.max(Outcome::Refused), Outcome::Refused);
+        assert_eq!(
+            Outcome::Unreachable.max(Outcome::Refused),
+            Outcome::Unreachable
+        );
+        assert_eq!(
+            Outcome::Refused.max(Outcome::Unreachable),
+            Outcome::Unreachable
+        );
+    }
+}
