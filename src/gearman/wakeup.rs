@@ -21,7 +21,7 @@ use super::{connect, request, Link, PacketType};
 /// Least time between two wake-ups from one server for an unchanged set.
 pub const REARM_AFTER: Duration = Duration::from_millis(200);
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(10);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 
 /// Starts one watcher task per server. `functions` holds the functions to
 /// watch (sorted); `wake` is notified when any server has work for them.

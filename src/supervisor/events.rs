@@ -68,4 +68,7 @@ pub enum Control {
     Stop,
     /// Recycle after the current job, for this reason (e.g. max_rss).
     Retire(String),
+    /// The supervisor is shutting down: as `Stop`, but a job still running
+    /// `shutdown_timeout` from now is cut short and goes back to gearmand.
+    Shutdown,
 }

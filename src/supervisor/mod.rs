@@ -232,7 +232,7 @@ impl Supervisor {
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
         for job in self.jobs.values_mut() {
             for proc in job.procs.values_mut() {
-                proc.stop();
+                proc.shut_down();
             }
         }
     }
@@ -594,7 +594,11 @@ impl Supervisor {
             let name = spec.name.clone();
             match self.jobs.remove(&name) {
                 Some(mut old) if old.spec.same_processes(&spec) => {
-                    if (old.min, old.max) != (spec.min_processes, spec.max_processes) {
+                    // Only a change in the files moves the limits: what an
+                    // operator set from the console survives a reload.
+                    let file_changed = (old.spec.min_processes, old.spec.max_processes)
+                        != (spec.min_processes, spec.max_processes);
+                    if file_changed {
                         lines.push(format!(
                             "{name}: processes {}..{} -> {}..{}",
                             old.min, old.max, spec.min_processes, spec.max_processes
@@ -788,6 +792,14 @@ impl Proc {
             self.stop_sent = true;
             let _ = self.control.send(Control::Retire(reason));
         }
+        self.state = ProcState::Stopping;
+    }
+
+    /// Sent even after a `Stop`: a process finishing its job after a
+    /// scale-down must still honour the shutdown's time limit.
+    fn shut_down(&mut self) {
+        self.stop_sent = true;
+        let _ = self.control.send(Control::Shutdown);
         self.state = ProcState::Stopping;
     }
 }

@@ -112,6 +112,8 @@ struct StdioProcess {
     started: Instant,
     jobs_done: u64,
     stop_requested: bool,
+    /// When a job still running at shutdown is cut short.
+    shutdown_deadline: Option<Instant>,
     retire_reason: Option<String>,
     cause: Option<ExitCause>,
 }
@@ -154,6 +156,7 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         started: Instant::now(),
         jobs_done: 0,
         stop_requested: false,
+        shutdown_deadline: None,
         retire_reason: None,
         cause: None,
         setup,
@@ -222,6 +225,10 @@ impl StdioProcess {
                 }
                 Wake::Control(Some(Control::Stop)) => self.request_stop(None),
                 Wake::Control(Some(Control::Retire(reason))) => self.request_stop(Some(reason)),
+                Wake::Control(Some(Control::Shutdown)) => {
+                    self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
+                    self.request_stop(None);
+                }
                 Wake::Control(None) => self.request_stop(None),
                 Wake::Exited(status) => {
                     let status = status.ok();
@@ -243,7 +250,10 @@ impl StdioProcess {
         let far = Instant::now() + Duration::from_secs(3600);
         let phase = match &self.phase {
             Phase::Starting { deadline } => Some(*deadline),
-            Phase::Busy(job) => job.deadline.map(|(d, _)| d),
+            Phase::Busy(job) => [job.deadline.map(|(d, _)| d), self.shutdown_deadline]
+                .into_iter()
+                .flatten()
+                .min(),
             Phase::Draining {
                 signal_at,
                 next: Some(_),
@@ -635,6 +645,14 @@ impl StdioProcess {
                     if now >= deadline {
                         return self.time_out(limit).await;
                     }
+                }
+                if self.shutdown_deadline.is_some_and(|d| now >= d) {
+                    tracing::warn!(
+                        "{} Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
+                        self.tag,
+                        self.setup.shutdown_timeout.as_secs_f64()
+                    );
+                    return self.kill_now(ExitCause::Requested);
                 }
             }
             Phase::Draining {

@@ -312,7 +312,9 @@ impl Driver {
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        wait_for(limit, "gearman-driver to exit", || child.try_wait().unwrap())
+        wait_for(limit, "gearman-driver to exit", || {
+            child.try_wait().unwrap()
+        })
     }
 }
 
