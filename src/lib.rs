@@ -10,13 +10,15 @@
 //! - [`protocol`]: the stdio worker protocol as the supervisor sees it
 //!   (framing of `JOB` headers and of the worker's answers).
 //! - [`gearman`]: TCP connections to gearmand with `TCP_NODELAY`, the admin
-//!   `status` poller, and a small client used by tests, examples and the benchmark.
+//!   `status` poller, the wake-up connections that notice work for jobs with
+//!   no process, and a small client used by tests, examples and the benchmark.
 //! - [`policy`]: the scaling decision, a pure function from observed queue
 //!   and pool state to actions.
 //! - [`supervisor`]: pools and processes: spawning, the per-process grab loop,
 //!   reaping, crash-loop backoff, signals and shutdown. All side effects of the
 //!   policy happen here.
 //! - [`console`]: the telnet management console (server side).
+//! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
 

@@ -776,8 +776,6 @@ async fn run_unknown_job_command(argv: Vec<String>, row: String) {
     }
 }
 
-pub use events::Control as ProcessControl;
-
 impl Proc {
     fn stop(&mut self) {
         if !self.stop_sent {
