@@ -1,0 +1,289 @@
+//! Everything the benchmark starts, and making sure it stops: child
+//! processes behind Drop guards, a registry that a Ctrl-C handler empties,
+//! bounded waits, free ports, the file descriptor limit, and /proc readings.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Process groups to end if the benchmark is interrupted.
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Scratch folders to remove if the benchmark is interrupted.
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A child process in its own process group, ended when dropped.
+pub struct Guard {
+    child: Child,
+    name: String,
+    /// SIGTERM first and this long to exit (the driver shuts its pools down
+    /// in order); `None`: SIGKILL at once.
+    grace: Option<Duration>,
+}
+
+impl Guard {
+    /// Spawns `cmd` in a new process group (so a Ctrl-C at the terminal
+    /// reaches only the benchmark, which then stops things in order).
+    pub fn spawn(cmd: &mut Command, name: &str, grace: Option<Duration>) -> Result<Guard> {
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        LIVE_GROUPS.lock().unwrap().push(child.id() as i32);
+        Ok(Guard {
+            child,
+            name: name.to_string(),
+            grace,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(description)` if the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("{} exited ({status})", self.name)),
+            Ok(None) => None,
+            Err(e) => Some(format!("{}: {e}", self.name)),
+        }
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id() as i32;
+        if let Some(grace) = self.grace {
+            signal(pid, libc::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        signal(-pid, libc::SIGKILL);
+        signal(pid, libc::SIGKILL);
+        let _ = self.child.wait();
+        LIVE_GROUPS.lock().unwrap().retain(|&p| p != pid);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// A scratch folder for one benchmark run, removed when dropped and also
+/// when the run is interrupted.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix("gearman-driver-bench.")
+            .tempdir()
+            .context("creating a scratch folder")?;
+        SCRATCH.lock().unwrap().push(dir.path().to_path_buf());
+        Ok(Scratch { dir })
+    }
+
+    /// A new, empty sub-folder.
+    pub fn sub(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(path)
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stop every registered process group
+/// (politely, then not), remove the scratch folders, exit 130. Drop guards
+/// cover normal returns and panics; this covers signals, which skip them.
+pub fn stop_everything_on_signal() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let got = rt.block_on(wait_for_signal());
+            if let Err(e) = got {
+                eprintln!("signal handling failed: {e}");
+                return;
+            }
+            eprintln!("\ninterrupted: stopping gearmand, the driver and the workers");
+            stop_registered(Duration::from_secs(5));
+            for dir in SCRATCH.lock().unwrap().iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            std::process::exit(130);
+        })?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    Ok(())
+}
+
+fn stop_registered(grace: Duration) {
+    let groups = LIVE_GROUPS.lock().unwrap().clone();
+    for &pid in &groups {
+        signal(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && groups.iter().any(|&p| alive(p as u32)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for &pid in &groups {
+        signal(-pid, libc::SIGKILL);
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Running and not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (1,000 processes mean
+/// several thousand pipes and sockets in the driver and in gearmand, which
+/// inherit it). Returns the new soft limit.
+pub fn raise_fd_limit() -> Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            bail!("setrlimit: {}", std::io::Error::last_os_error());
+        }
+    }
+    // rlim_t is narrower than u64 on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(lim.rlim_cur as u64)
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` every `every` until it returns `Some`, fails, or `limit`
+/// passes (then an error naming `what`).
+pub fn wait_for<T>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check()? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Null stdin and stdout, stderr to `log` (appended).
+pub fn quiet(cmd: &mut Command, log: &Path) -> Result<()> {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+    Ok(())
+}
+
+/// Resident set size in KiB, from /proc/<pid>/status.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// CPU time used so far (user + system), from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may hold spaces and parentheses.
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let ticks: u64 = rest[11].parse::<u64>()? + rest[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+}
+
+/// The share of all cores that was busy over `window`, from /proc/stat.
+pub fn machine_busy(window: Duration) -> Result<f64> {
+    let (busy0, total0) = cpu_totals()?;
+    std::thread::sleep(window);
+    let (busy1, total1) = cpu_totals()?;
+    let total = total1.saturating_sub(total0).max(1);
+    Ok(busy1.saturating_sub(busy0) as f64 / total as f64)
+}
+
+/// (busy, total) jiffies over all cores; idle and iowait count as not busy.
+fn cpu_totals() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Ok((total - idle, total))
+}

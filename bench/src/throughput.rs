@@ -1,0 +1,393 @@
+//! Throughput: 100-byte reverse jobs, 32 in flight, 4 worker processes, for
+//! each way of running a worker. Runs are interleaved across the variants so
+//! that a slow patch of the machine does not land on one variant only.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::ValueEnum;
+use gearman_driver::gearman::client::Client;
+
+use crate::driver::{toml_argv, write_file, Driver, DriverOptions};
+use crate::gearmand::Gearmand;
+use crate::procs::{quiet, Guard};
+use crate::report::{median, thousands, Row};
+use crate::Env;
+
+const SCENARIO: &str = "Throughput";
+pub const PROCESSES: usize = 4;
+pub const IN_FLIGHT: usize = 32;
+pub const PAYLOAD: usize = 100;
+/// Bound on one batch of jobs; the slowest variants manage about 1,000 jobs/s.
+const LOAD_LIMIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Variant {
+    /// plain-reverse-worker: Gearman spoken directly, no supervisor (the ceiling).
+    Plain,
+    /// gearman-driver, stdio protocol, the Rust reverse-worker.
+    StdioRust,
+    /// gearman-driver, stdio protocol, the Python helper's reverse.py.
+    StdioPython,
+    /// gearman-driver, exec protocol running `rev` per job.
+    Exec,
+    /// `gearman -w -f reverse -- rev` (the C CLI), without the driver.
+    GearmanCli,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 5] = [
+        Variant::Plain,
+        Variant::StdioRust,
+        Variant::StdioPython,
+        Variant::Exec,
+        Variant::GearmanCli,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Plain => "plain Rust worker (ceiling)",
+            Variant::StdioRust => "driver stdio, Rust reverse-worker",
+            Variant::StdioPython => "driver stdio, Python reverse.py",
+            Variant::Exec => "driver exec, `rev`",
+            Variant::GearmanCli => "`gearman -w -- rev` (C CLI)",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Variant::Plain => "plain",
+            Variant::StdioRust => "stdio-rust",
+            Variant::StdioPython => "stdio-python",
+            Variant::Exec => "exec",
+            Variant::GearmanCli => "gearman-cli",
+        }
+    }
+}
+
+pub struct Settings {
+    pub jobs: usize,
+    pub runs: usize,
+    pub variants: Vec<Variant>,
+}
+
+/// Measures every selected variant and turns the medians into table rows.
+pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
+    let mut rates: HashMap<Variant, Vec<f64>> = HashMap::new();
+    let mut errors: HashMap<Variant, anyhow::Error> = HashMap::new();
+    for run in 0..settings.runs {
+        for &v in &settings.variants {
+            if errors.contains_key(&v) {
+                continue;
+            }
+            eprint!(
+                "throughput {} run {}/{}: ",
+                v.slug(),
+                run + 1,
+                settings.runs
+            );
+            match measure(env, v, settings.jobs, run) {
+                Ok(rate) => {
+                    eprintln!("{} jobs/s", thousands(rate));
+                    rates.entry(v).or_default().push(rate);
+                }
+                Err(e) => {
+                    eprintln!("failed: {e:#}");
+                    errors.insert(v, e);
+                }
+            }
+        }
+    }
+    env.note(format!(
+        "Throughput: {} jobs per run, {} run(s) per variant, every result checked.",
+        thousands(settings.jobs as f64),
+        settings.runs
+    ));
+    let medians: HashMap<Variant, f64> = rates.iter().map(|(v, r)| (*v, median(r))).collect();
+    Variant::ALL
+        .iter()
+        .filter(|v| settings.variants.contains(v))
+        .map(|&v| match errors.get(&v) {
+            Some(e) => Row::error(SCENARIO, v.label(), target(v), e),
+            None => row(v, &rates[&v], &medians),
+        })
+        .collect()
+}
+
+fn target(v: Variant) -> &'static str {
+    match v {
+        Variant::StdioRust => "≥ 0.75 × ceiling",
+        Variant::Exec => "≥ 1.0 × C CLI",
+        _ => "",
+    }
+}
+
+fn row(v: Variant, runs: &[f64], medians: &HashMap<Variant, f64>) -> Row {
+    let rate = median(runs);
+    let mut value = format!("{} jobs/s", thousands(rate));
+    if runs.len() > 1 {
+        let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = runs.iter().copied().fold(0.0, f64::max);
+        value.push_str(&format!(" ({}–{})", thousands(lo), thousands(hi)));
+    }
+    let ceiling = medians.get(&Variant::Plain).copied();
+    let cli = medians.get(&Variant::GearmanCli).copied();
+    let mut ratio = ceiling.map_or("n/a".into(), |c| format!("{:.3} × ceiling", rate / c));
+    if v == Variant::Exec {
+        if let Some(c) = cli {
+            ratio.push_str(&format!(", {:.2} × C CLI", rate / c));
+        }
+    }
+    let reference = match v {
+        Variant::StdioRust => ceiling.map(|c| rate >= 0.75 * c),
+        Variant::Exec => cli.map(|c| rate >= c),
+        _ => None,
+    };
+    match reference {
+        Some(met) => Row::judged(SCENARIO, v.label(), value, ratio, target(v), met),
+        None if target(v).is_empty() => Row::info(SCENARIO, v.label(), value, ratio),
+        None => {
+            let mut r = Row::info(SCENARIO, v.label(), value, ratio);
+            r.target = format!("{} (reference not measured)", target(v));
+            r
+        }
+    }
+}
+
+/// One measurement on a fresh gearmand: jobs per second.
+fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
+    let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
+    let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
+    let workers = start_workers(env, v, &gearmand, &dir)?;
+    gearmand
+        .admin()?
+        .wait_workers(&workers.function, PROCESSES as u64, Duration::from_secs(60))?;
+    let warm_up = (jobs / 10).clamp(100, 1_000);
+    load(&gearmand.addr(), &workers.function, warm_up)?.verify()?;
+    let result = load(&gearmand.addr(), &workers.function, jobs)?;
+    result.verify()?;
+    Ok(jobs as f64 / result.elapsed.as_secs_f64())
+}
+
+/// The worker processes of one variant; stopped when dropped.
+struct Workers {
+    function: String,
+    _guards: Vec<Guard>,
+    _driver: Option<Driver>,
+}
+
+fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
+    let py = env.python.to_string_lossy();
+    let py_script = env.reverse_py.to_string_lossy();
+    let rust = env.reverse_worker.to_string_lossy();
+    match v {
+        Variant::Plain => {
+            let addr = gearmand.addr();
+            let mut cmd = Command::new(&env.plain_worker);
+            cmd.args(["--server", &addr, "--function", "reverse"]);
+            spawn_copies(cmd, "plain-reverse-worker", dir)
+        }
+        Variant::GearmanCli => {
+            let port = gearmand.port.to_string();
+            let mut cmd = Command::new("gearman");
+            cmd.args([
+                "-w",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-f",
+                "reverse",
+                "--",
+                "rev",
+            ]);
+            spawn_copies(cmd, "gearman -w (Debian package gearman-tools)", dir)
+        }
+        Variant::StdioRust => under_driver(env, gearmand, dir, "StdioRust", &[&rust], "stdio"),
+        Variant::StdioPython => under_driver(
+            env,
+            gearmand,
+            dir,
+            "StdioPython",
+            &[&py, &py_script],
+            "stdio",
+        ),
+        Variant::Exec => under_driver(env, gearmand, dir, "Exec", &["rev"], "exec"),
+    }
+}
+
+fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
+    quiet(&mut cmd, &dir.join("workers.stderr"))?;
+    let guards = (0..PROCESSES)
+        .map(|_| Guard::spawn(&mut cmd, name, None))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Workers {
+        function: "reverse".into(),
+        _guards: guards,
+        _driver: None,
+    })
+}
+
+/// Writes `Bench/<module>.toml` (job `reverse`, min = max = 4) into a lib
+/// dir of its own and starts the driver on it.
+fn under_driver(
+    env: &Env,
+    gearmand: &Gearmand,
+    dir: &Path,
+    module: &str,
+    argv: &[&str],
+    protocol: &str,
+) -> Result<Workers> {
+    let lib = dir.join("lib");
+    let body = format!(
+        "command = {}\nprotocol = \"{protocol}\"\n\n[jobs.reverse]\nmin_processes = {PROCESSES}\nmax_processes = {PROCESSES}\n",
+        toml_argv(argv)
+    );
+    write_file(&lib, &format!("Bench/{module}.toml"), &body, false)?;
+    let namespace = format!("Bench::{module}");
+    let driver = Driver::start(&DriverOptions {
+        binary: &env.driver,
+        lib: &lib,
+        namespace: &namespace,
+        server: &gearmand.addr(),
+        interval: "1",
+        max_idle_time: "60",
+        dir,
+    })?;
+    Ok(Workers {
+        function: format!("{namespace}::reverse"),
+        _guards: Vec::new(),
+        _driver: Some(driver),
+    })
+}
+
+/// What one batch of jobs gave.
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    wrong: usize,
+    failed: usize,
+    example: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tally {
+    fn check(&mut self, sent: &[u8], result: Option<&[u8]>) {
+        self.done += 1;
+        let Some(got) = result else {
+            self.failed += 1;
+            return;
+        };
+        if !got.iter().eq(sent.iter().rev()) {
+            self.wrong += 1;
+            self.example
+                .get_or_insert_with(|| (sent.to_vec(), got.to_vec()));
+        }
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.done += other.done;
+        self.wrong += other.wrong;
+        self.failed += other.failed;
+        if self.example.is_none() {
+            self.example = other.example;
+        }
+    }
+}
+
+struct LoadResult {
+    elapsed: Duration,
+    tally: Tally,
+}
+
+impl LoadResult {
+    fn verify(&self) -> Result<()> {
+        let t = &self.tally;
+        if t.failed > 0 {
+            bail!("{} of {} jobs failed", t.failed, t.done);
+        }
+        if let Some((sent, got)) = &t.example {
+            bail!(
+                "{} of {} results were not the workload reversed (sent {:?}, got {:?})",
+                t.wrong,
+                t.done,
+                String::from_utf8_lossy(sent),
+                String::from_utf8_lossy(got)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs `jobs` foreground jobs over [`IN_FLIGHT`] connections. One thread
+/// drives all of them: on a small machine the load generator must not take
+/// more CPU than it needs from gearmand and the workers (on 2 cores, 2 or 4
+/// client threads gave lower figures for every variant).
+fn load(addr: &str, function: &str, jobs: usize) -> Result<LoadResult> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::time::timeout(LOAD_LIMIT, load_async(addr, function, jobs))
+            .await
+            .map_err(|_| anyhow!("{jobs} jobs did not finish within {LOAD_LIMIT:?}"))?
+    })
+}
+
+async fn load_async(addr: &str, function: &str, jobs: usize) -> Result<LoadResult> {
+    let mut clients = Vec::with_capacity(IN_FLIGHT);
+    for _ in 0..IN_FLIGHT {
+        clients.push(Client::connect(addr).await.context("client connection")?);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let function: Arc<str> = Arc::from(function);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        tasks.spawn(submit_loop(client, function.clone(), next.clone(), jobs));
+    }
+    let mut tally = Tally::default();
+    while let Some(joined) = tasks.join_next().await {
+        tally.add(joined??);
+    }
+    Ok(LoadResult {
+        elapsed: started.elapsed(),
+        tally,
+    })
+}
+
+async fn submit_loop(
+    mut client: Client,
+    function: Arc<str>,
+    next: Arc<AtomicUsize>,
+    jobs: usize,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= jobs {
+            return Ok(tally);
+        }
+        let sent = payload(i);
+        let reply = client.submit(&function, b"", sent.clone()).await?;
+        tally.check(&sent, reply.result.as_deref());
+    }
+}
+
+/// 100 bytes, different for every job (so a result mixed up between jobs
+/// shows), without a newline (`rev` reverses lines).
+fn payload(i: usize) -> Vec<u8> {
+    let mut out = format!("{i:08}:").into_bytes();
+    let mut state = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < PAYLOAD {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.push(b'a' + (state % 26) as u8);
+    }
+    out
+}
