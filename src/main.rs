@@ -68,8 +68,11 @@ fn run(flags: RunFlags) -> ExitCode {
         }
     };
     daemon::raise_fd_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the supervisor is I/O-bound, and on the small machines it
+    // shares with gearmand and its workers, cross-thread wake-ups per job
+    // cost more than they buy. It also keeps every fork on the main thread,
+    // the thread PR_SET_PDEATHSIG ties the workers' lives to.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

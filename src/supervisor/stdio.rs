@@ -10,6 +10,7 @@
 //! with a job in flight, its connections are dropped without an answer, so
 //! gearmand hands the job to another worker.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
@@ -31,6 +32,9 @@ use crate::gearman::{self, arg, GearmanError, Link, Packet, PacketType};
 use crate::logging::proc_tag;
 use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 
+/// Jobs up to this size (header and workload) are written to the worker in
+/// one go; it is the Linux pipe's default capacity.
+const INLINE_WRITE_MAX: usize = 64 * 1024;
 /// How long a process gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Reconnect backoff to a server that went away. The cap is low so that
@@ -103,7 +107,10 @@ struct StdioProcess {
     setup: ProcessSetup,
     child: Child,
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
-    jobs_in: Option<mpsc::Sender<(Vec<u8>, Bytes)>>,
+    /// The worker's stdin; dropping it is how a stdio process is asked to exit.
+    stdin: Option<BufWriter<ChildStdin>>,
+    /// Frames read while a large workload was being written, handled next.
+    early_frames: VecDeque<Option<Result<WorkerFrame, crate::protocol::ProtocolError>>>,
     servers: Vec<ServerLink>,
     connects_tx: mpsc::UnboundedSender<Connected>,
     connects_rx: mpsc::UnboundedReceiver<Connected>,
@@ -112,6 +119,8 @@ struct StdioProcess {
     started: Instant,
     jobs_done: u64,
     stop_requested: bool,
+    /// The process has exited and been reported; the loop ends.
+    finished: bool,
     /// When a job still running at shutdown is cut short.
     shutdown_deadline: Option<Instant>,
     retire_reason: Option<String>,
@@ -126,8 +135,6 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
     }
-    let (jobs_tx, jobs_rx) = mpsc::channel(1);
-    tokio::spawn(write_jobs(stdin, jobs_rx));
     let servers = setup
         .servers
         .iter()
@@ -145,7 +152,8 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         tag,
         child,
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
-        jobs_in: Some(jobs_tx),
+        stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
+        early_frames: VecDeque::new(),
         servers,
         connects_tx,
         connects_rx,
@@ -156,27 +164,13 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         started: Instant::now(),
         jobs_done: 0,
         stop_requested: false,
+        finished: false,
         shutdown_deadline: None,
         retire_reason: None,
         cause: None,
         setup,
     };
     process.run().await;
-}
-
-/// Writes `JOB` headers and workloads; ends (closing stdin) when the sender is dropped.
-async fn write_jobs(stdin: ChildStdin, mut jobs: mpsc::Receiver<(Vec<u8>, Bytes)>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
-    while let Some((header, payload)) = jobs.recv().await {
-        let written = async {
-            out.write_all(&header).await?;
-            out.write_all(&payload).await?;
-            out.flush().await
-        };
-        if written.await.is_err() {
-            break;
-        }
-    }
 }
 
 async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet, GearmanError>>) {
@@ -196,6 +190,13 @@ async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet
 impl StdioProcess {
     async fn run(&mut self) {
         loop {
+            if let Some(frame) = self.early_frames.pop_front() {
+                self.on_frame_or_end(frame).await;
+                if self.finished {
+                    return;
+                }
+                continue;
+            }
             let deadline = self.deadline();
             let wake = tokio::select! {
                 frame = self.frames.next() => Wake::Frame(frame),
@@ -206,11 +207,11 @@ impl StdioProcess {
                 _ = sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
-                Wake::Frame(Some(Ok(frame))) => self.on_frame(frame).await,
-                Wake::Frame(Some(Err(err))) => self.protocol_error(err.to_string()),
-                Wake::Frame(None) => {
-                    let status = self.reap_after_stdout_closed().await;
-                    return self.exited(status);
+                Wake::Frame(frame) => {
+                    self.on_frame_or_end(frame).await;
+                    if self.finished {
+                        return;
+                    }
                 }
                 Wake::Packet(i, Some(Ok(packet))) => self.on_packet(i, packet).await,
                 Wake::Packet(i, _) => {
@@ -242,6 +243,47 @@ impl StdioProcess {
                 }
                 Wake::Connected((i, result)) => self.on_connected(i, result).await,
                 Wake::Timer => self.on_timer().await,
+            }
+        }
+    }
+
+    async fn on_frame_or_end(&mut self, frame: Option<Result<WorkerFrame, crate::protocol::ProtocolError>>) {
+        match frame {
+            Some(Ok(frame)) => self.on_frame(frame).await,
+            Some(Err(err)) => self.protocol_error(err.to_string()),
+            None => {
+                let status = self.reap_after_stdout_closed().await;
+                self.exited(status);
+            }
+        }
+    }
+
+    /// Writes the job to the worker. A workload that fits the pipe is
+    /// written straight away (the worker is idle, so its pipe is empty);
+    /// a larger one is written while the worker's output keeps being read,
+    /// so that a worker answering before it has read everything cannot
+    /// deadlock with us.
+    async fn write_job(&mut self, header: Vec<u8>, workload: Bytes) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return;
+        };
+        // A closed pipe shows up as the process exiting; nothing to do here.
+        if header.len() + workload.len() <= INLINE_WRITE_MAX {
+            let _ = write_frame(stdin, &header, &workload).await;
+            return;
+        }
+        let write = write_frame(stdin, &header, &workload);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                _ = &mut write => return,
+                frame = self.frames.next() => {
+                    let ended = frame.is_none();
+                    self.early_frames.push_back(frame);
+                    if ended {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -289,14 +331,16 @@ impl StdioProcess {
             (Phase::Busy(_), WorkerFrame::Status(n, d)) => {
                 self.relay(PacketType::WorkStatus, vec![n, d]).await
             }
-            (Phase::Busy(_), WorkerFrame::Done(result)) => {
-                self.relay(PacketType::WorkComplete, vec![result]).await;
-                self.job_ended(JobOutcome::Done).await;
+            (Phase::Busy(job), WorkerFrame::Done(result)) => {
+                // WORK_COMPLETE goes out with the next GRAB_JOB in one write.
+                let server = job.server;
+                self.relay_unflushed(PacketType::WorkComplete, vec![result]).await;
+                self.job_ended(JobOutcome::Done, Some(server)).await;
             }
             (Phase::Busy(_), WorkerFrame::Fail(message)) => {
                 self.fail_in_flight(&message).await;
                 let text = String::from_utf8_lossy(&message).into_owned();
-                self.job_ended(JobOutcome::Failed(text)).await;
+                self.job_ended(JobOutcome::Failed(text), None).await;
             }
             (Phase::Draining { .. }, _) => {}
             (_, frame) => {
@@ -496,9 +540,35 @@ impl StdioProcess {
         self.send_event(Event::Busy {
             pid: self.setup.pid,
         });
-        if let Some(jobs) = &self.jobs_in {
-            // A closed pipe shows up as the process exiting; nothing to do here.
-            let _ = jobs.send((header, workload)).await;
+        self.write_job(header, workload).await;
+    }
+
+    /// Queues a WORK_* packet for the job in flight without flushing it.
+    async fn relay_unflushed(&mut self, ptype: PacketType, rest: Vec<Bytes>) {
+        let Phase::Busy(job) = &self.phase else {
+            return;
+        };
+        if !job.deliverable {
+            return;
+        }
+        let server = job.server;
+        let mut args = Vec::with_capacity(rest.len() + 1);
+        args.push(job.handle.clone());
+        args.extend(rest);
+        let Some(link) = self.servers[server].link.as_mut() else {
+            return;
+        };
+        if link.feed(gearman::request(ptype, args)).await.is_err() {
+            self.server_lost(server);
+        }
+    }
+
+    async fn flush_server(&mut self, i: usize) {
+        let Some(link) = self.servers[i].link.as_mut() else {
+            return;
+        };
+        if link.flush().await.is_err() {
+            self.server_lost(i);
         }
     }
 
@@ -530,7 +600,9 @@ impl StdioProcess {
         self.relay(PacketType::WorkFail, vec![]).await;
     }
 
-    async fn job_ended(&mut self, outcome: JobOutcome) {
+    /// `unflushed`: a server with an answer still queued; it leaves with the
+    /// next GRAB_JOB, or at once if the process is about to stop.
+    async fn job_ended(&mut self, outcome: JobOutcome, unflushed: Option<usize>) {
         self.jobs_done += 1;
         self.send_event(Event::JobEnded {
             pid: self.setup.pid,
@@ -546,7 +618,14 @@ impl StdioProcess {
             ));
         }
         self.phase = Phase::Sleeping;
+        let stopping = self.stop_requested || self.retire_reason.is_some();
+        if let (Some(server), true) = (unflushed, stopping) {
+            self.flush_server(server).await;
+        }
         self.grab_or_sleep(self.next_server, 0).await;
+        if let (Some(server), false) = (unflushed, stopping) {
+            self.flush_server(server).await;
+        }
     }
 
     fn retire(&mut self, reason: String) {
@@ -582,7 +661,7 @@ impl StdioProcess {
             s.link = None;
             s.reconnect_at = None;
         }
-        self.jobs_in = None;
+        self.stdin = None;
         self.cause.get_or_insert(ExitCause::Requested);
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
@@ -595,7 +674,7 @@ impl StdioProcess {
             s.link = None;
             s.reconnect_at = None;
         }
-        self.jobs_in = None;
+        self.stdin = None;
         self.cause.get_or_insert(cause);
         signal_group(self.setup.pid, Signal::SIGTERM);
         self.phase = Phase::Draining {
@@ -718,6 +797,7 @@ impl StdioProcess {
     }
 
     fn exited(&mut self, status: Option<std::process::ExitStatus>) {
+        self.finished = true;
         // Dropping the connections hands an unanswered job back to gearmand.
         for s in &mut self.servers {
             s.link = None;
@@ -764,4 +844,10 @@ fn frame_name(frame: &WorkerFrame) -> &'static str {
         WorkerFrame::Done(_) => "DONE",
         WorkerFrame::Fail(_) => "FAIL",
     }
+}
+
+async fn write_frame(stdin: &mut BufWriter<ChildStdin>, header: &[u8], workload: &[u8]) -> std::io::Result<()> {
+    stdin.write_all(header).await?;
+    stdin.write_all(workload).await?;
+    stdin.flush().await
 }
