@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +21,35 @@ use crate::supervisor::spawn::EXEC_TIMEOUTS_ENV;
 
 /// Output beyond this fails the job instead of exhausting memory.
 pub const MAX_OUTPUT: usize = 64 * 1024 * 1024;
+
+/// The process group of the command running now, 0 when none.
+static RUNNING_GROUP: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn kill_command_and_exit(signal: libc::c_int) {
+    let group = RUNNING_GROUP.load(Ordering::SeqCst);
+    // SAFETY: killpg and _exit are async-signal-safe.
+    unsafe {
+        if group > 0 {
+            libc::killpg(group, libc::SIGKILL);
+        }
+        libc::_exit(128 + signal);
+    }
+}
+
+/// The command runs in a group of its own, out of reach of the signals the
+/// supervisor sends to the slot's group; so a slot told to go (`kill`,
+/// scale-down, shutdown) takes its command with it.
+fn forward_termination_to_the_command() {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs a handler that only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(
+                signal,
+                kill_command_and_exit as *const () as libc::sighandler_t,
+            );
+        }
+    }
+}
 
 /// How one run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,8 +73,13 @@ pub fn main(command: Vec<String>) -> i32 {
     };
     let stdin = std::io::stdin();
     let mut input = BufReader::new(stdin.lock());
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    forward_termination_to_the_command();
+    // Our own buffered handle on fd 1: std's stdout flushes at every newline,
+    // which would split each answer into two writes.
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return 1;
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::from(fd));
     if out.write_all(b"READY\n").and_then(|_| out.flush()).is_err() {
         return 1;
     }
@@ -112,26 +148,17 @@ pub async fn run_once(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, so that a timeout kills what it forked too. No
+        // pre_exec hook: without one the command starts through posix_spawn
+        // (vfork), several times cheaper per job than a full fork.
+        .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(err) => return RunResult::Fail(format!("cannot run {}: {err}", command[0])),
     };
     let pid = child.id().unwrap_or(0) as i32;
+    RUNNING_GROUP.store(pid, Ordering::SeqCst);
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -163,7 +190,9 @@ pub async fn run_once(
         (out, out_buf, err_buf, status)
     };
     let limit = timeout.unwrap_or(Duration::from_secs(u64::MAX / 4));
-    match tokio::time::timeout(limit, all).await {
+    let outcome = tokio::time::timeout(limit, all).await;
+    RUNNING_GROUP.store(0, Ordering::SeqCst);
+    match outcome {
         Err(_) => {
             kill_group(pid);
             RunResult::Fail(format!("timeout after {}s", limit.as_secs()))

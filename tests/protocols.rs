@@ -147,3 +147,38 @@ fn killing_an_exec_slot_replaces_it() {
         Some(&b"OK"[..])
     );
 }
+
+#[test]
+fn killing_an_exec_slot_mid_job_ends_its_command_too() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    let pid_file = lib.path().join("command.pid");
+    lib.file(
+        "E/long.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
+            pid_file.display()
+        ),
+    );
+    lib.file(
+        "E/Long.toml",
+        "command = \"./long.sh\"\nprotocol = \"exec\"\n[jobs.long]\n",
+    );
+    let driver = Driver::start(&lib, &gearmand, "E", &["--interval", "0.5"]);
+    let slot = wait_for(Duration::from_secs(10), "the slot", || {
+        driver.pids("E::Long::long").first().copied()
+    });
+    submit_background(&gearmand, "E::Long::long", &[b"x"]);
+    let command: u32 = wait_for(Duration::from_secs(10), "the command to start", || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    assert!(pid_alive(command));
+    assert_eq!(driver.console(&format!("kill {slot}")), vec!["OK"]);
+    wait_for(
+        Duration::from_secs(5),
+        "the command to die with its slot",
+        || (!pid_alive(command)).then_some(()),
+    );
+}

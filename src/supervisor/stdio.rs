@@ -247,7 +247,10 @@ impl StdioProcess {
         }
     }
 
-    async fn on_frame_or_end(&mut self, frame: Option<Result<WorkerFrame, crate::protocol::ProtocolError>>) {
+    async fn on_frame_or_end(
+        &mut self,
+        frame: Option<Result<WorkerFrame, crate::protocol::ProtocolError>>,
+    ) {
         match frame {
             Some(Ok(frame)) => self.on_frame(frame).await,
             Some(Err(err)) => self.protocol_error(err.to_string()),
@@ -334,7 +337,8 @@ impl StdioProcess {
             (Phase::Busy(job), WorkerFrame::Done(result)) => {
                 // WORK_COMPLETE goes out with the next GRAB_JOB in one write.
                 let server = job.server;
-                self.relay_unflushed(PacketType::WorkComplete, vec![result]).await;
+                self.relay_unflushed(PacketType::WorkComplete, vec![result])
+                    .await;
                 self.job_ended(JobOutcome::Done, Some(server)).await;
             }
             (Phase::Busy(_), WorkerFrame::Fail(message)) => {
@@ -846,7 +850,11 @@ fn frame_name(frame: &WorkerFrame) -> &'static str {
     }
 }
 
-async fn write_frame(stdin: &mut BufWriter<ChildStdin>, header: &[u8], workload: &[u8]) -> std::io::Result<()> {
+async fn write_frame(
+    stdin: &mut BufWriter<ChildStdin>,
+    header: &[u8],
+    workload: &[u8],
+) -> std::io::Result<()> {
     stdin.write_all(header).await?;
     stdin.write_all(workload).await?;
     stdin.flush().await
