@@ -173,8 +173,10 @@ const METHOD: &str = "
 - **Throughput**: a fresh gearmand (`--threads=2`) per measurement, 4 worker
   processes, 32 client connections (`TCP_NODELAY`) each submitting foreground
   jobs of 100 bytes in a loop until the job count is reached; a warm-up batch
-  first. Value: median jobs/s (range over the runs in brackets). Every result
-  is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
+  first. Value: median jobs/s (range over the runs in brackets). The runs
+  go round the variants in turn, and a ratio is the median of the per-run
+  ratios (run k against run k of the reference), so drift on the machine
+  between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
   (part of this crate), a worker that speaks Gearman itself; the C CLI row is
   `gearman -w -f reverse -- rev`, one `rev` per job, like the exec protocol.
 - **Scale-up**: interval 5 s, a job with min 0 and max 8 served by a Python

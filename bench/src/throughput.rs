@@ -108,13 +108,12 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
         thousands(settings.jobs as f64),
         settings.runs
     ));
-    let medians: HashMap<Variant, f64> = rates.iter().map(|(v, r)| (*v, median(r))).collect();
     Variant::ALL
         .iter()
         .filter(|v| settings.variants.contains(v))
         .map(|&v| match errors.get(&v) {
             Some(e) => Row::error(SCENARIO, v.label(), target(v), e),
-            None => row(v, &rates[&v], &medians),
+            None => row(v, &rates),
         })
         .collect()
 }
@@ -127,7 +126,18 @@ fn target(v: Variant) -> &'static str {
     }
 }
 
-fn row(v: Variant, runs: &[f64], medians: &HashMap<Variant, f64>) -> Row {
+/// The ratio of `v` to `reference`: the median of the per-run ratios. Run k
+/// of every variant is measured back to back, so pairing them cancels most of
+/// what drifts on a shared machine between runs.
+fn paired_ratio(rates: &HashMap<Variant, Vec<f64>>, v: Variant, reference: Variant) -> Option<f64> {
+    let ours = rates.get(&v)?;
+    let theirs = rates.get(&reference)?;
+    let ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+    (!ratios.is_empty()).then(|| median(&ratios))
+}
+
+fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
+    let runs = &rates[&v];
     let rate = median(runs);
     let mut value = format!("{} jobs/s", thousands(rate));
     if runs.len() > 1 {
@@ -135,17 +145,17 @@ fn row(v: Variant, runs: &[f64], medians: &HashMap<Variant, f64>) -> Row {
         let hi = runs.iter().copied().fold(0.0, f64::max);
         value.push_str(&format!(" ({}–{})", thousands(lo), thousands(hi)));
     }
-    let ceiling = medians.get(&Variant::Plain).copied();
-    let cli = medians.get(&Variant::GearmanCli).copied();
-    let mut ratio = ceiling.map_or("n/a".into(), |c| format!("{:.3} × ceiling", rate / c));
+    let ceiling = paired_ratio(rates, v, Variant::Plain);
+    let cli = paired_ratio(rates, v, Variant::GearmanCli);
+    let mut ratio = ceiling.map_or("n/a".into(), |r| format!("{r:.3} × ceiling"));
     if v == Variant::Exec {
-        if let Some(c) = cli {
-            ratio.push_str(&format!(", {:.2} × C CLI", rate / c));
+        if let Some(r) = cli {
+            ratio.push_str(&format!(", {r:.2} × C CLI"));
         }
     }
     let reference = match v {
-        Variant::StdioRust => ceiling.map(|c| rate >= 0.75 * c),
-        Variant::Exec => cli.map(|c| rate >= c),
+        Variant::StdioRust => ceiling.map(|r| r >= 0.75),
+        Variant::Exec => cli.map(|r| r >= 1.0),
         _ => None,
     };
     match reference {
