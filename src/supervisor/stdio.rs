@@ -581,14 +581,9 @@ impl StdioProcess {
         let Phase::Busy(job) = &self.phase else {
             return;
         };
-        if !job.deliverable {
-            return;
-        }
         let server = job.server;
-        let mut args = Vec::with_capacity(rest.len() + 1);
-        args.push(job.handle.clone());
-        args.extend(rest);
-        self.send_to(server, gearman::request(ptype, args)).await;
+        self.relay_unflushed(ptype, rest).await;
+        self.flush_server(server).await;
     }
 
     /// WORK_FAIL, preceded by the message as WORK_WARNING so that a
