@@ -54,13 +54,26 @@ pub struct Gearmand {
 }
 
 impl Gearmand {
+    /// On a free port. A port found free may be taken by another test before
+    /// gearmand binds it (gearmand then keeps retrying instead of exiting), so
+    /// the listener is checked to be ours and another port tried if not.
     pub fn start() -> Gearmand {
-        Self::start_on(free_port())
+        for _ in 0..5 {
+            if let Some(g) = Self::try_start(free_port(), Duration::from_secs(5)) {
+                return g;
+            }
+        }
+        panic!("gearmand could not get a port of its own");
     }
 
+    /// On `port` (a restart on the port of one just killed).
     pub fn start_on(port: u16) -> Gearmand {
+        Self::try_start(port, Duration::from_secs(10)).expect("gearmand to listen on its port")
+    }
+
+    fn try_start(port: u16, limit: Duration) -> Option<Gearmand> {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(gearmand_path())
+        let mut child = Command::new(gearmand_path())
             .args([
                 "--listen=127.0.0.1",
                 &format!("--port={port}"),
@@ -75,14 +88,20 @@ impl Gearmand {
             .stderr(Stdio::null())
             .spawn()
             .expect("gearmand is installed (Debian package gearman-job-server)");
-        wait_for(Duration::from_secs(10), "gearmand to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Gearmand {
+        let deadline = Instant::now() + limit;
+        while gearmand_pid(port) != Some(child.id()) {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Gearmand {
             port,
             child,
             _dir: dir,
-        }
+        })
     }
 
     pub fn addr(&self) -> String {
@@ -121,6 +140,16 @@ impl Drop for Gearmand {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The PID of the gearmand listening on `port`, from its admin `getpid`.
+fn gearmand_pid(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"getpid\r\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.trim().strip_prefix("OK ")?.trim().parse().ok()
 }
 
 fn gearmand_path() -> PathBuf {
@@ -206,6 +235,17 @@ impl Driver {
         namespaces: &str,
         extra: &[&str],
     ) -> Driver {
+        // A port found free may be bound by another test first; then this
+        // driver exits with "cannot listen" and another port is tried.
+        for _ in 0..5 {
+            if let Some(driver) = Self::try_start(lib, servers, namespaces, extra) {
+                return driver;
+            }
+        }
+        panic!("gearman-driver could not get a console port of its own");
+    }
+
+    fn try_start(lib: &Lib, servers: &str, namespaces: &str, extra: &[&str]) -> Option<Driver> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("driver.log");
         let console_port = free_port();
@@ -234,27 +274,33 @@ impl Driver {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", console_port)).is_err() {
-            if let Some(status) = driver.child.as_mut().unwrap().try_wait().unwrap() {
+        // Logged only once this driver has bound its console port.
+        while !driver.log_text().contains(" started: ") {
+            let child = driver.child.as_mut().unwrap();
+            if let Some(status) = child.try_wait().unwrap() {
                 let mut err = String::new();
-                driver
-                    .child
-                    .as_mut()
-                    .unwrap()
+                child
                     .stderr
                     .take()
                     .unwrap()
                     .read_to_string(&mut err)
                     .unwrap();
+                if err.contains("cannot listen on") {
+                    return None;
+                }
                 panic!(
                     "gearman-driver exited ({status}): {err}\nlog:\n{}",
                     driver.log_text()
                 );
             }
-            assert!(Instant::now() < deadline, "console did not come up");
+            assert!(
+                Instant::now() < deadline,
+                "gearman-driver did not start:\n{}",
+                driver.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        driver
+        Some(driver)
     }
 
     pub fn pid(&self) -> u32 {
