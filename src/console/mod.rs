@@ -53,10 +53,6 @@ impl Reply {
         }
     }
 
-    pub fn is_error(&self) -> bool {
-        self.lines.first().is_some_and(|l| l.starts_with("ERR"))
-    }
-
     /// The bytes on the wire: CRLF line ends and the `.` terminator.
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::new();

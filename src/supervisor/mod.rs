@@ -32,7 +32,7 @@ use crate::console::{self, ConsoleRequest, Pools};
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
 use crate::logging::proc_tag;
 use crate::policy::{self, Action, ProcState};
-use events::{Control, Event, ExitCause, JobOutcome, Report};
+use events::{Event, ExitCause, JobOutcome, Report};
 pub use pools::{Job, Proc};
 
 /// A process that dies sooner than this after its start counts towards a crash loop.
@@ -289,7 +289,6 @@ impl Supervisor {
             }
             Event::Retiring { pid, .. } => {
                 if let Some(p) = self.job_of(pid).and_then(|j| j.procs.get_mut(&pid)) {
-                    p.stop_sent = true;
                     p.state = ProcState::Stopping;
                 }
             }
@@ -419,7 +418,7 @@ impl Supervisor {
             }
             let limit = job.spec.max_rss_mib * 1024;
             for (pid, proc) in job.procs.iter_mut() {
-                if proc.stop_sent {
+                if proc.is_stopping() {
                     continue;
                 }
                 if let Some(rss) = pools::rss_kib(*pid) {
@@ -773,31 +772,5 @@ async fn run_unknown_job_command(argv: Vec<String>, row: String) {
         }
         Ok(_) => {}
         Err(_) => tracing::warn!("unknown_job_command {} ran over 60s; killed", argv[0]),
-    }
-}
-
-impl Proc {
-    fn stop(&mut self) {
-        if !self.stop_sent {
-            self.stop_sent = true;
-            let _ = self.control.send(Control::Stop);
-        }
-        self.state = ProcState::Stopping;
-    }
-
-    fn retire(&mut self, reason: String) {
-        if !self.stop_sent {
-            self.stop_sent = true;
-            let _ = self.control.send(Control::Retire(reason));
-        }
-        self.state = ProcState::Stopping;
-    }
-
-    /// Sent even after a `Stop`: a process finishing its job after a
-    /// scale-down must still honour the shutdown's time limit.
-    fn shut_down(&mut self) {
-        self.stop_sent = true;
-        let _ = self.control.send(Control::Shutdown);
-        self.state = ProcState::Stopping;
     }
 }

@@ -126,7 +126,6 @@ pub struct Proc {
     pub started: Instant,
     pub jobs_done: u64,
     pub control: mpsc::UnboundedSender<Control>,
-    pub stop_sent: bool,
 }
 
 impl Proc {
@@ -136,15 +135,43 @@ impl Proc {
             started: Instant::now(),
             jobs_done: 0,
             control,
-            stop_sent: false,
         }
+    }
+
+    /// Asked to stop (or retiring): no longer counts, and stays so.
+    pub fn is_stopping(&self) -> bool {
+        self.state == ProcState::Stopping
     }
 
     /// Updates the state unless the process is already on its way out.
     pub fn set_state(&mut self, state: ProcState) {
-        if !self.stop_sent {
+        if !self.is_stopping() {
             self.state = state;
         }
+    }
+
+    /// Asks the process to stop once idle (the first request counts).
+    pub fn stop(&mut self) {
+        self.request_stop(Control::Stop);
+    }
+
+    /// Asks the process to exit after its current job, for `reason`.
+    pub fn retire(&mut self, reason: String) {
+        self.request_stop(Control::Retire(reason));
+    }
+
+    fn request_stop(&mut self, control: Control) {
+        if !self.is_stopping() {
+            let _ = self.control.send(control);
+            self.state = ProcState::Stopping;
+        }
+    }
+
+    /// Sent even after a `Stop`: a process finishing its job after a
+    /// scale-down must still honour the shutdown's time limit.
+    pub fn shut_down(&mut self) {
+        let _ = self.control.send(Control::Shutdown);
+        self.state = ProcState::Stopping;
     }
 
     pub fn row(&self, pid: u32, job: &str) -> ProcRow {
