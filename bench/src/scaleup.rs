@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use gearman_driver::gearman::{arg, connect, request, PacketType};
+use gearman_driver::gearman::{arg, connect, Packet, PacketType};
 
 use crate::driver::{toml_str, write_file, Driver, DriverOptions, LogTail};
 use crate::gearmand::{Admin, Gearmand};
@@ -175,7 +175,8 @@ async fn queue_async(addr: &str, function: &str) -> Result<()> {
     let name = Bytes::copy_from_slice(function.as_bytes());
     for _ in 0..JOBS {
         let args = vec![name.clone(), Bytes::new(), Bytes::from_static(b"x")];
-        link.feed(request(PacketType::SubmitJobBg, args)).await?;
+        link.feed(Packet::request(PacketType::SubmitJobBg, args))
+            .await?;
     }
     link.flush().await?;
     let mut created = 0;

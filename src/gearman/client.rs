@@ -7,7 +7,7 @@ use std::io;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 
-use super::{arg, connect, request, Link, PacketType};
+use super::{arg, connect, Link, Packet, PacketType};
 
 /// What a foreground job sent back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Client {
 
     async fn send(&mut self, ptype: PacketType, args: Vec<Bytes>) -> io::Result<()> {
         self.link
-            .send(request(ptype, args))
+            .send(Packet::request(ptype, args))
             .await
             .map_err(|e| io_err(e.to_string()))
     }

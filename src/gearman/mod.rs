@@ -55,11 +55,6 @@ pub async fn connect(addr: &str) -> io::Result<Link> {
     ))
 }
 
-/// A request packet from byte-ish arguments.
-pub fn request(ptype: PacketType, args: Vec<Bytes>) -> Packet {
-    Packet::request(ptype, args)
-}
-
 /// The argument at `i`, or empty.
 pub fn arg(packet: &Packet, i: usize) -> Bytes {
     packet.args.get(i).cloned().unwrap_or_default()

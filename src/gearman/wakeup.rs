@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{watch, Notify};
 
-use super::{connect, request, Link, PacketType};
+use super::{connect, Link, Packet, PacketType};
 
 /// Least time between two wake-ups from one server for an unchanged set.
 pub const REARM_AFTER: Duration = Duration::from_millis(200);
@@ -92,7 +92,7 @@ async fn serve(
             },
             _ = rearm => {
                 rearm_at = None;
-                if !watched.is_empty() && link.send(request(PacketType::PreSleep, vec![])).await.is_err() {
+                if !watched.is_empty() && link.send(Packet::request(PacketType::PreSleep, vec![])).await.is_err() {
                     return Continue(());
                 }
             }
@@ -103,14 +103,18 @@ async fn serve(
 /// Replaces the registered functions and goes to sleep.
 async fn register(link: &mut Link, functions: &[String]) -> Result<(), gearman::GearmanError> {
     tracing::debug!("wake-up connection watches {} function(s)", functions.len());
-    link.feed(request(PacketType::ResetAbilities, vec![]))
+    link.feed(Packet::request(PacketType::ResetAbilities, vec![]))
         .await?;
     for f in functions {
-        link.feed(request(PacketType::CanDo, vec![Bytes::from(f.clone())]))
-            .await?;
+        link.feed(Packet::request(
+            PacketType::CanDo,
+            vec![Bytes::from(f.clone())],
+        ))
+        .await?;
     }
     if !functions.is_empty() {
-        link.feed(request(PacketType::PreSleep, vec![])).await?;
+        link.feed(Packet::request(PacketType::PreSleep, vec![]))
+            .await?;
     }
     link.flush().await
 }

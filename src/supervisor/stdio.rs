@@ -387,7 +387,7 @@ impl StdioProcess {
             let result = async {
                 let mut link = gearman::connect(&addr).await.map_err(|e| e.to_string())?;
                 for f in functions {
-                    let can_do = gearman::request(PacketType::CanDo, vec![f]);
+                    let can_do = Packet::request(PacketType::CanDo, vec![f]);
                     link.feed(can_do).await.map_err(|e| e.to_string())?;
                 }
                 link.flush().await.map_err(|e| e.to_string())?;
@@ -448,7 +448,7 @@ impl StdioProcess {
         if asked < self.connected() {
             for step in 0..n {
                 let i = (from + step) % n;
-                let grab = gearman::request(PacketType::GrabJobUniq, vec![]);
+                let grab = Packet::request(PacketType::GrabJobUniq, vec![]);
                 if self.servers[i].link.is_some() && self.send_to(i, grab).await {
                     self.phase = Phase::Asking { server: i, asked };
                     return;
@@ -457,7 +457,7 @@ impl StdioProcess {
         }
         for i in 0..n {
             if self.servers[i].link.is_some() {
-                self.send_to(i, gearman::request(PacketType::PreSleep, vec![]))
+                self.send_to(i, Packet::request(PacketType::PreSleep, vec![]))
                     .await;
             }
         }
@@ -525,7 +525,7 @@ impl StdioProcess {
                 self.tag,
                 String::from_utf8_lossy(&function)
             );
-            self.send_to(server, gearman::request(PacketType::WorkFail, vec![handle]))
+            self.send_to(server, Packet::request(PacketType::WorkFail, vec![handle]))
                 .await;
             return self.grab_or_sleep(self.next_server, 0).await;
         };
@@ -562,7 +562,7 @@ impl StdioProcess {
         let Some(link) = self.servers[server].link.as_mut() else {
             return;
         };
-        if link.feed(gearman::request(ptype, args)).await.is_err() {
+        if link.feed(Packet::request(ptype, args)).await.is_err() {
             self.server_lost(server);
         }
     }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
-use gearman_driver::gearman::{arg, connect, request, Link, Packet, PacketType};
+use gearman_driver::gearman::{arg, connect, Link, Packet, PacketType};
 
 #[derive(Parser)]
 #[command(about = "A plain Gearman worker answering each workload reversed")]
@@ -29,14 +29,14 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("connecting to {}", args.server))?;
     let function = Bytes::from(args.function.into_bytes());
-    link.feed(request(PacketType::CanDo, vec![function]))
+    link.feed(Packet::request(PacketType::CanDo, vec![function]))
         .await?;
     link.send(grab()).await?;
     serve(&mut link).await
 }
 
 fn grab() -> Packet {
-    request(PacketType::GrabJobUniq, vec![])
+    Packet::request(PacketType::GrabJobUniq, vec![])
 }
 
 async fn serve(link: &mut Link) -> Result<()> {
@@ -49,7 +49,10 @@ async fn serve(link: &mut Link) -> Result<()> {
                 link.feed(complete(&packet)).await?;
                 link.send(grab()).await?;
             }
-            PacketType::NoJob => link.send(request(PacketType::PreSleep, vec![])).await?,
+            PacketType::NoJob => {
+                link.send(Packet::request(PacketType::PreSleep, vec![]))
+                    .await?
+            }
             PacketType::Noop => link.send(grab()).await?,
             PacketType::Error => bail!(
                 "gearmand error: {}",
@@ -64,7 +67,7 @@ async fn serve(link: &mut Link) -> Result<()> {
 fn complete(assign: &Packet) -> Packet {
     let mut result = arg(assign, 3).to_vec();
     result.reverse();
-    request(
+    Packet::request(
         PacketType::WorkComplete,
         vec![arg(assign, 0), Bytes::from(result)],
     )
