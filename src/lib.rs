@@ -17,11 +17,15 @@
 //! - [`supervisor`]: pools and processes: spawning, the per-process grab loop,
 //!   reaping, crash-loop backoff, signals and shutdown. All side effects of the
 //!   policy happen here.
-//! - [`console`]: the telnet management console (server side).
+//! - [`command`]: the one command layer behind the console and the HTTP
+//!   API: a request type, its validation and execution, and the answers.
+//! - [`console`]: the telnet management console (server side): its line
+//!   syntax and the connections.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
 
+pub mod command;
 pub mod config;
 pub mod console;
 pub mod daemon;
