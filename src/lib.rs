@@ -21,6 +21,10 @@
 //!   API: a request type, its validation and execution, and the answers.
 //! - [`console`]: the telnet management console (server side): its line
 //!   syntax and the connections.
+//! - [`http`]: the HTTP listener on a thread of its own: `/metrics`,
+//!   `/api/status`, `/healthz` and the write endpoints.
+//! - [`metrics`]: the Prometheus metrics, derived from the supervisor's
+//!   events and polls.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
@@ -31,7 +35,9 @@ pub mod console;
 pub mod daemon;
 pub mod exec_slot;
 pub mod gearman;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod supervisor;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gearman_driver::config::{self, Cli, Command, RunFlags};
-use gearman_driver::{console, daemon, exec_slot, logging, supervisor};
+use gearman_driver::{console, daemon, exec_slot, http, logging, supervisor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -97,7 +97,22 @@ fn run(flags: RunFlags) -> ExitCode {
                 }
             }
         };
-        supervisor::Supervisor::new(loaded, flags).run(listener).await.map_err(|e| e.to_string())
+        let http = match &settings.http_bind {
+            None => None,
+            Some(addr) => match http::bind(addr) {
+                Ok(l) => {
+                    tracing::info!("HTTP listener on {} (/metrics, /api/status, /healthz)", l.url());
+                    Some(l)
+                }
+                Err(err) => {
+                    return Err(format!(
+                        "cannot listen on {addr} for HTTP: {err} (set http_bind, or remove it to turn the listener off)"
+                    ))
+                }
+            },
+        };
+        let doors = supervisor::Doors { console: listener, http };
+        supervisor::Supervisor::new(loaded, flags).run(doors).await.map_err(|e| e.to_string())
     });
     drop(pid_file);
     // Process tasks may still hold pipes; do not wait for them.

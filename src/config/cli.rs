@@ -56,6 +56,14 @@ pub struct RunFlags {
     /// Address the console listens on (default 127.0.0.1).
     #[arg(long = "console-bind", alias = "console_bind", value_name = "ADDR")]
     pub console_bind: Option<String>,
+    /// Serve /metrics, /api/status and /healthz over HTTP on ADDR:PORT (default: off; "" turns it off).
+    #[arg(
+        long = "http-bind",
+        visible_alias = "exporter_addr",
+        alias = "http_bind",
+        value_name = "ADDR:PORT"
+    )]
+    pub http_bind: Option<String>,
     /// Seconds between queue polls; fractions allowed (default 5).
     #[arg(long, value_name = "SECONDS")]
     pub interval: Option<f64>,

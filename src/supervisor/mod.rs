@@ -10,11 +10,15 @@
 //! - [`events`]: messages between the loop and the process tasks.
 //! - [`output`]: worker output outside the protocol, logged line by line.
 //! - [`pools`]: jobs and processes as the loop tracks them.
+//! - [`sampling`]: CPU and memory of the processes, from `/proc`.
+//! - `observe`: the status view and the one place that feeds the metrics.
 
 pub mod events;
 pub mod gearman_proc;
+mod observe;
 pub mod output;
 pub mod pools;
+pub mod sampling;
 pub mod spawn;
 pub mod stdio;
 
@@ -27,13 +31,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::sleep_until;
 
-use crate::command::{self, Envelope, Pools, ReloadOutcome};
+use crate::command::{self, Envelope, Lifecycle, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
 use crate::logging::proc_tag;
-use crate::policy::{self, Action, ProcState};
-use events::{Event, ExitCause, JobOutcome, Report};
+use crate::policy::{self, Action, ProcState, StartReason};
+use events::{Event, ExitCause, JobOutcome, Report, StopReason};
 pub use pools::{Job, Proc};
 
 /// A process that dies sooner than this after its start counts towards a crash loop.
@@ -65,6 +69,20 @@ pub struct Supervisor {
     user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
     watched: tokio::sync::watch::Sender<Vec<String>>,
+    /// Present while the HTTP listener is on.
+    metrics: Option<crate::metrics::Recorder>,
+    lifecycle: Arc<Lifecycle>,
+    started_epoch: i64,
+    /// When the last poll's snapshot came in.
+    polled_at: Instant,
+}
+
+/// The listeners the supervisor serves, bound before it starts (so that a
+/// port conflict fails start-up).
+#[derive(Default)]
+pub struct Doors {
+    pub console: Option<tokio::net::TcpListener>,
+    pub http: Option<crate::http::Listener>,
 }
 
 /// Why the loop ended.
@@ -107,22 +125,39 @@ impl Supervisor {
             watched: tokio::sync::watch::Sender::new(Vec::new()),
             watched_dirty: true,
             user,
+            metrics: None,
+            lifecycle: Arc::new(Lifecycle::default()),
+            started_epoch: now_epoch(),
+            polled_at: Instant::now(),
         }
     }
 
-    /// Runs until shutdown. The console listener must already be bound (see
-    /// [`console::bind`]) so that a port conflict fails start-up.
-    pub async fn run(mut self, listener: Option<tokio::net::TcpListener>) -> std::io::Result<Exit> {
+    /// Runs until shutdown. The listeners must already be bound (see
+    /// [`console::bind`], [`crate::http::bind`]).
+    pub async fn run(mut self, doors: Doors) -> std::io::Result<Exit> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
-        if let Some(listener) = listener {
+        if let Some(listener) = doors.console {
             tokio::spawn(console::serve(
                 listener,
                 command::Handle::new(requests_tx.clone()),
             ));
         }
+        if let Some(listener) = doors.http {
+            let metrics = self.metrics.get_or_insert_with(crate::metrics::new);
+            crate::http::spawn(
+                listener,
+                crate::http::Context {
+                    requests: command::Handle::new(requests_tx.clone()),
+                    metrics: metrics.exposition(),
+                    lifecycle: self.lifecycle.clone(),
+                    access: crate::http::WriteAccess::Disabled,
+                },
+            )?;
+        }
+        let (usage_tx, mut usage_rx) = mpsc::unbounded_channel();
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
         tokio::spawn(poll_loop(
             StatusPoller::new(&self.servers),
@@ -179,7 +214,11 @@ impl Supervisor {
                     self.on_request(envelope);
                     self.reconcile(false);
                 }
-                _ = tick.tick() => self.poll_now.notify_one(),
+                _ = tick.tick() => {
+                    self.poll_now.notify_one();
+                    self.sample_usage(&usage_tx);
+                }
+                Some(samples) = usage_rx.recv() => self.on_usage(samples),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -231,6 +270,7 @@ impl Supervisor {
 
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        self.lifecycle.begin_shutdown();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -253,6 +293,7 @@ impl Supervisor {
     }
 
     fn on_event(&mut self, event: Event) {
+        self.observe_event(&event);
         match event {
             Event::Ready { pid } => {
                 if let Some(job) = self.job_of(pid) {
@@ -263,11 +304,12 @@ impl Supervisor {
                     }
                 }
             }
-            Event::Busy { pid } => {
+            Event::Busy { pid, function } => {
                 let Some(job) = self.job_of(pid) else { return };
                 job.lastrun = now_epoch();
                 if let Some(p) = job.procs.get_mut(&pid) {
                     p.set_state(ProcState::Busy);
+                    p.current = Some((function, Instant::now()));
                 }
                 // The last idle process just became busy: more may be waiting.
                 let no_idle = !job
@@ -279,13 +321,23 @@ impl Supervisor {
                     self.request_event_poll();
                 }
             }
-            Event::JobEnded { pid, outcome } => {
+            Event::JobEnded { pid, outcome, .. } => {
                 let Some(job) = self.job_of(pid) else { return };
-                if let JobOutcome::Failed(message) = outcome {
-                    job.record_error(&message);
+                match &outcome {
+                    JobOutcome::Done => job.tally.done += 1,
+                    JobOutcome::Failed(message) => {
+                        job.tally.failed += 1;
+                        job.record_error(message);
+                    }
+                    JobOutcome::TimedOut(message) => {
+                        job.tally.timeouts += 1;
+                        job.record_error(message);
+                    }
+                    JobOutcome::Requeued => {}
                 }
                 if let Some(p) = job.procs.get_mut(&pid) {
                     p.jobs_done += 1;
+                    p.current = None;
                     p.set_state(ProcState::Idle {
                         since: Instant::now(),
                     });
@@ -304,7 +356,9 @@ impl Supervisor {
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
             }
-            Event::Exited { pid, status, cause } => self.on_exit(pid, status, cause),
+            Event::Exited {
+                pid, status, cause, ..
+            } => self.on_exit(pid, status, cause),
         }
     }
 
@@ -330,9 +384,11 @@ impl Supervisor {
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
-            ExitCause::Requested => tracing::info!("{tag} {code}"),
+            ExitCause::Requested(_) => tracing::info!("{tag} {code}"),
             _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
-            ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
+            ExitCause::Unexpected(why)
+            | ExitCause::StartFailed(why)
+            | ExitCause::ProtocolError(why) => {
                 let quick = proc.started.elapsed() < CRASH_WINDOW;
                 job.record_error(&why);
                 // Lead with the process event (`Exited with status N`) that
@@ -365,6 +421,7 @@ impl Supervisor {
 
     fn on_snapshot(&mut self, snapshot: StatusSnapshot) {
         self.status = snapshot;
+        self.observe_poll();
         self.warn_unknown_functions();
         let now = Instant::now();
         for job in self.jobs.values_mut() {
@@ -432,7 +489,7 @@ impl Supervisor {
                             job.spec.max_rss_mib,
                             rss / 1024
                         );
-                        proc.retire(reason);
+                        proc.retire(StopReason::MaxRss, reason);
                     }
                 }
             }
@@ -449,6 +506,11 @@ impl Supervisor {
 
     /// Applies the policy to the named jobs.
     fn reconcile_jobs(&mut self, names: &[String], fresh_poll: bool) {
+        self.apply_policy(names, fresh_poll);
+        self.refresh_gauges(names);
+    }
+
+    fn apply_policy(&mut self, names: &[String], fresh_poll: bool) {
         if self.shutting_down {
             return;
         }
@@ -505,9 +567,9 @@ impl Supervisor {
 
     fn apply(&mut self, name: &str, action: Action) {
         match action {
-            Action::Start { count, .. } => {
+            Action::Start { count, reason } => {
                 for _ in 0..count {
-                    if !self.start_process(name) {
+                    if !self.start_process(name, reason) {
                         break;
                     }
                 }
@@ -519,7 +581,7 @@ impl Supervisor {
                         proc_tag(pid, name),
                         idle_for.as_secs()
                     );
-                    proc.stop();
+                    proc.stop(StopReason::Idle);
                 }
             }
             Action::StopAfterJob { pid } => {
@@ -528,14 +590,14 @@ impl Supervisor {
                         "{} Process will stop after its current job",
                         proc_tag(pid, name)
                     );
-                    proc.stop();
+                    proc.stop(StopReason::Idle);
                 }
             }
         }
     }
 
     /// Spawns one process; false when spawning failed (then backoff applies).
-    fn start_process(&mut self, name: &str) -> bool {
+    fn start_process(&mut self, name: &str, reason: StartReason) -> bool {
         let Some(job) = self.jobs.get_mut(name) else {
             return false;
         };
@@ -567,6 +629,7 @@ impl Supervisor {
         job.procs.insert(pid, Proc::new(control_tx));
         self.owner.insert(pid, name.to_string());
         tracing::info!("{} Process started", proc_tag(pid, name));
+        self.observe_start(name, pid, reason);
         true
     }
 
@@ -581,6 +644,12 @@ impl Supervisor {
     /// current job); removed ones stop. A config that fails validation
     /// changes nothing.
     pub fn reload(&mut self) -> ReloadOutcome {
+        let outcome = self.reload_files();
+        self.observe_reload(&outcome);
+        outcome
+    }
+
+    fn reload_files(&mut self) -> ReloadOutcome {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
             Err(errors) => {
@@ -619,8 +688,9 @@ impl Supervisor {
                     job.lastrun = old.lastrun;
                     job.lasterror = old.lasterror;
                     job.lasterror_msg = std::mem::take(&mut old.lasterror_msg);
+                    job.tally = old.tally;
                     for (pid, mut proc) in std::mem::take(&mut old.procs) {
-                        proc.stop();
+                        proc.stop(StopReason::Reload);
                         job.procs.insert(pid, proc);
                     }
                     new_jobs.insert(name, job);
@@ -634,7 +704,7 @@ impl Supervisor {
         for (name, mut old) in std::mem::take(&mut self.jobs) {
             lines.push(format!("{name}: removed; stopping its processes"));
             for proc in old.procs.values_mut() {
-                proc.stop();
+                proc.stop(StopReason::Reload);
             }
             // Keep it listed until its processes are gone, with no processes wanted.
             old.min = 0;
@@ -660,11 +730,7 @@ impl Supervisor {
 impl Pools for Supervisor {
     fn job_rows(&mut self) -> Vec<command::JobRow> {
         self.drop_removed_jobs();
-        self.jobs
-            .iter()
-            .filter(|(_, j)| !j.removed)
-            .map(|(name, j)| j.row(name))
-            .collect()
+        self.job_views().iter().map(command::JobRow::from).collect()
     }
 
     fn job_pids(&self, name: &str) -> Option<Vec<u32>> {
@@ -714,13 +780,13 @@ impl Pools for Supervisor {
     }
 
     fn proc_rows(&self) -> Vec<command::ProcRow> {
-        let mut rows: Vec<command::ProcRow> = self
-            .jobs
-            .iter()
-            .flat_map(|(name, job)| job.procs.iter().map(move |(pid, p)| p.row(*pid, name)))
-            .collect();
-        rows.sort_by(|a, b| a.job.cmp(&b.job).then(a.pid.cmp(&b.pid)));
-        rows
+        let views = self.process_views();
+        views.iter().map(command::ProcRow::from).collect()
+    }
+
+    fn overview(&mut self) -> command::Overview {
+        self.drop_removed_jobs();
+        Supervisor::overview(self)
     }
 
     fn shutdown(&mut self) {
