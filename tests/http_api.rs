@@ -427,3 +427,41 @@ fn hostile_http_clients_cost_only_their_own_connections() {
     let status = driver.console("status");
     assert!(status[0].starts_with("T::W::echo"));
 }
+
+#[test]
+fn timeouts_are_counted_as_timeouts_for_stdio_and_exec() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        &worker_file("[jobs.slow]\ntimeout = 1\nmin_processes = 1\n"),
+    );
+    lib.file("T/w.py", &python_worker("time.sleep(30)"));
+    lib.file(
+        "T/X.toml",
+        "command = \"./slow.sh\"\nprotocol = \"exec\"\n[jobs.slow]\ntimeout = 1\nmin_processes = 1\n",
+    );
+    lib.file("T/slow.sh", "#!/bin/sh\nsleep 30\n");
+    let driver = http::start_driver(&lib, &gearmand, "T", &[]);
+    let base = http::base_url(&driver);
+    for job in ["T::W::slow", "T::X::slow"] {
+        driver.wait_processes(job, 1, LONG);
+        assert_eq!(submit(&gearmand, job, b"x").result, None, "{job}");
+    }
+    wait_for(LONG, "both timeouts in /api/status and /metrics", || {
+        let status = http::get(&format!("{base}/api/status")).json();
+        let metrics = http::get(&format!("{base}/metrics")).body;
+        ["T::W::slow", "T::X::slow"]
+            .iter()
+            .all(|name| {
+                let view = job(&status, name);
+                let series = format!(
+                    "gearman_driver_jobs_total{{job=\"{name}\",function=\"{name}\",outcome=\"timeout\"}}"
+                );
+                view["timeouts"] == 1
+                    && view["failed"] == 0
+                    && http::sample(&metrics, &series) == Some(1.0)
+            })
+            .then_some(())
+    });
+}

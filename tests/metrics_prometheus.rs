@@ -139,6 +139,19 @@ fn prometheus_sees_job_outcomes_exits_cpu_and_reloads() {
         "gearman_driver_process_exits_total{job=\"T::Crash::crashy\",cause=\"crash\"}",
         |v| v >= 2.0,
     );
+    // The shipped crash-loop alert picks it up (pending: it has a `for`).
+    prometheus.wait_value(
+        "ALERTS{alertname=\"GearmanDriverCrashLoop\",job=\"T::Crash::crashy\"}",
+        |v| v == 1.0,
+    );
+    assert!(
+        prometheus
+            .query(&format!(
+                "ALERTS{{alertname=\"GearmanDriverCrashLoop\",job=\"{job}\"}}"
+            ))
+            .is_empty(),
+        "a job that recovered is not in a crash loop"
+    );
     prometheus.wait_equal(&series("gearman_driver_processes", ",state=\"idle\""), 1.0);
     prometheus.wait_equal(&series("gearman_driver_processes_max", ""), 1.0);
     prometheus.wait_value(&series("gearman_driver_workers_resident_bytes", ""), |v| {
@@ -219,6 +232,11 @@ fn prometheus_sees_each_server_backlogs_and_removed_jobs_go() {
         &format!("gearman_driver_gearmand_up{{server=\"127.0.0.1:{dead}\"}}"),
         0.0,
     );
+    // The shipped queue alert: jobs wait while the job is at its max (0).
+    prometheus.wait_value(
+        "ALERTS{alertname=\"GearmanDriverQueueBackingUp\",job=\"T::Parked::parked\"}",
+        |v| v == 1.0,
+    );
     let dead_rows = prometheus.query(&format!(
         "gearman_driver_gearmand_queued{{server=\"127.0.0.1:{dead}\"}}"
     ));
@@ -263,4 +281,25 @@ fn prometheus_sees_each_server_backlogs_and_removed_jobs_go() {
         Some(2.0),
         "the other job keeps its series"
     );
+}
+
+#[test]
+fn the_shipped_prometheus_config_and_rules_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (what, file) in [
+        ("config", "examples/prometheus/prometheus.yml"),
+        ("rules", "examples/prometheus/alerts.yml"),
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(["check", what])
+            .arg(root.join(file))
+            .output()
+            .expect("promtool is installed (Debian package prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool check {what} {file}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -20,6 +20,7 @@ mod gearmand;
 mod procs;
 mod report;
 mod scaleup;
+mod scraper;
 mod svg;
 mod throughput;
 

@@ -134,6 +134,7 @@ fn run(env: &Env) -> Result<Observed> {
         // Long enough that no process is reaped while the burst drains.
         max_idle_time: "120",
         dir: &dir,
+        extra: &[],
     })?;
     let mut admin = gearmand.admin()?;
     settle(env, &mut admin)?;

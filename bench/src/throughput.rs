@@ -17,6 +17,7 @@ use crate::driver::{toml_argv, write_file, Driver, DriverOptions};
 use crate::gearmand::Gearmand;
 use crate::procs::{quiet, Guard};
 use crate::report::{median, thousands, Row};
+use crate::scraper::Scraper;
 use crate::Env;
 
 const SCENARIO: &str = "Throughput";
@@ -32,6 +33,9 @@ pub enum Variant {
     Plain,
     /// gearman-driver, stdio protocol, the Rust reverse-worker.
     StdioRust,
+    /// As stdio-rust, with the HTTP listener on and /metrics and
+    /// /api/status fetched every second.
+    StdioRustMetrics,
     /// gearman-driver, stdio protocol, the Python helper's reverse.py.
     StdioPython,
     /// gearman-driver, exec protocol running `rev` per job.
@@ -41,9 +45,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Plain,
         Variant::StdioRust,
+        Variant::StdioRustMetrics,
         Variant::StdioPython,
         Variant::Exec,
         Variant::GearmanCli,
@@ -53,6 +58,7 @@ impl Variant {
         match self {
             Variant::Plain => "plain Rust worker (ceiling)",
             Variant::StdioRust => "driver stdio, Rust reverse-worker",
+            Variant::StdioRustMetrics => "driver stdio, Rust, metrics on + 1 s scraper",
             Variant::StdioPython => "driver stdio, Python reverse.py",
             Variant::Exec => "driver exec, `rev`",
             Variant::GearmanCli => "`gearman -w -- rev` (C CLI)",
@@ -63,6 +69,7 @@ impl Variant {
         match self {
             Variant::Plain => "plain",
             Variant::StdioRust => "stdio-rust",
+            Variant::StdioRustMetrics => "stdio-rust-metrics",
             Variant::StdioPython => "stdio-python",
             Variant::Exec => "exec",
             Variant::GearmanCli => "gearman-cli",
@@ -121,6 +128,7 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
 fn target(v: Variant) -> &'static str {
     match v {
         Variant::StdioRust => "≥ 0.75 × ceiling",
+        Variant::StdioRustMetrics => "≥ 0.97 × metrics off",
         Variant::Exec => "≥ 1.0 × C CLI",
         _ => "",
     }
@@ -147,14 +155,24 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
     }
     let ceiling = paired_ratio(rates, v, Variant::Plain);
     let cli = paired_ratio(rates, v, Variant::GearmanCli);
+    let metrics_off = paired_ratio(rates, v, Variant::StdioRust);
     let mut ratio = ceiling.map_or("n/a".into(), |r| format!("{r:.3} × ceiling"));
     if v == Variant::Exec {
         if let Some(r) = cli {
             ratio.push_str(&format!(", {r:.2} × C CLI"));
         }
     }
+    if v == Variant::StdioRustMetrics {
+        if let Some(r) = metrics_off {
+            ratio = match ceiling {
+                Some(_) => format!("{ratio}, {r:.3} × metrics off"),
+                None => format!("{r:.3} × metrics off"),
+            };
+        }
+    }
     let reference = match v {
         Variant::StdioRust => ceiling.map(|r| r >= 0.75),
+        Variant::StdioRustMetrics => metrics_off.map(|r| r >= 0.97),
         Variant::Exec => cli.map(|r| r >= 1.0),
         _ => None,
     };
@@ -181,12 +199,23 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
     load(&gearmand.addr(), &workers.function, warm_up)?.verify()?;
     let result = load(&gearmand.addr(), &workers.function, jobs)?;
     result.verify()?;
+    if let Some(scraper) = &workers.scraper {
+        let failures = scraper.failures.load(Ordering::Relaxed);
+        if failures > 0 {
+            bail!("{failures} scrapes of the driver's HTTP listener failed");
+        }
+        if scraper.scrapes.load(Ordering::Relaxed) == 0 {
+            bail!("the driver's HTTP listener was never scraped");
+        }
+    }
     Ok(jobs as f64 / result.elapsed.as_secs_f64())
 }
 
 /// The worker processes of one variant; stopped when dropped.
 struct Workers {
     function: String,
+    /// Stopped before the driver (fields drop in order).
+    scraper: Option<Scraper>,
     _guards: Vec<Guard>,
     _driver: Option<Driver>,
 }
@@ -219,6 +248,18 @@ fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Resu
             spawn_copies(cmd, "gearman -w (Debian package gearman-tools)", dir)
         }
         Variant::StdioRust => under_driver(env, gearmand, dir, "StdioRust", &[&rust], "stdio"),
+        Variant::StdioRustMetrics => {
+            let mut workers = under_driver_with(
+                env,
+                gearmand,
+                dir,
+                ("StdioRust", &[&rust], "stdio"),
+                &["--http-bind", "127.0.0.1:0"],
+            )?;
+            let addr = workers.driver()?.http_addr()?;
+            workers.scraper = Some(Scraper::start(addr));
+            Ok(workers)
+        }
         Variant::StdioPython => under_driver(
             env,
             gearmand,
@@ -238,9 +279,16 @@ fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
         .collect::<Result<Vec<_>>>()?;
     Ok(Workers {
         function: "reverse".into(),
+        scraper: None,
         _guards: guards,
         _driver: None,
     })
+}
+
+impl Workers {
+    fn driver(&self) -> Result<&Driver> {
+        self._driver.as_ref().context("not under the driver")
+    }
 }
 
 /// Writes `Bench/<module>.toml` (job `reverse`, min = max = 4) into a lib
@@ -252,6 +300,17 @@ fn under_driver(
     module: &str,
     argv: &[&str],
     protocol: &str,
+) -> Result<Workers> {
+    under_driver_with(env, gearmand, dir, (module, argv, protocol), &[])
+}
+
+/// As [`under_driver`], with more flags for the driver.
+fn under_driver_with(
+    env: &Env,
+    gearmand: &Gearmand,
+    dir: &Path,
+    (module, argv, protocol): (&str, &[&str], &str),
+    extra: &[&str],
 ) -> Result<Workers> {
     let lib = dir.join("lib");
     let body = format!(
@@ -268,9 +327,11 @@ fn under_driver(
         interval: "1",
         max_idle_time: "60",
         dir,
+        extra,
     })?;
     Ok(Workers {
         function: format!("{namespace}::reverse"),
+        scraper: None,
         _guards: Vec::new(),
         _driver: Some(driver),
     })

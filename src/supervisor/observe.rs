@@ -74,16 +74,13 @@ impl Supervisor {
         };
         let now = Instant::now();
         for name in names {
-            if let Some(job) = self.jobs.get(name) {
+            if let Some(job) = self.jobs.get(name).filter(|j| has_series(j)) {
                 metrics.refresh(name, job, now);
             }
         }
         if names.len() >= self.jobs.len() {
             let jobs = &self.jobs;
-            metrics.retain_jobs(|name| {
-                jobs.get(name)
-                    .is_some_and(|j| !(j.removed && j.procs.is_empty()))
-            });
+            metrics.retain_jobs(|name| jobs.get(name).is_some_and(has_series));
         }
     }
 
@@ -115,7 +112,7 @@ impl Supervisor {
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
-        for (name, job) in &self.jobs {
+        for (name, job) in self.jobs.iter().filter(|(_, j)| has_series(j)) {
             let resident = job
                 .procs
                 .values()
@@ -197,6 +194,11 @@ impl Supervisor {
             })
             .collect()
     }
+}
+
+/// A job removed by a reload keeps its series until its last process is gone.
+fn has_series(job: &Job) -> bool {
+    !(job.removed && job.procs.is_empty())
 }
 
 fn process_view(pid: u32, job: &str, proc: &Proc, now: Instant) -> ProcessView {

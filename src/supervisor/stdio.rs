@@ -356,7 +356,15 @@ impl StdioProcess {
             (Phase::Busy(_), WorkerFrame::Fail(message)) => {
                 self.fail_in_flight(&message).await;
                 let text = String::from_utf8_lossy(&message).into_owned();
-                self.job_ended(JobOutcome::Failed(text), None).await;
+                // An exec slot times its commands out itself.
+                let outcome = if self.setup.job.protocol == Protocol::Exec
+                    && crate::exec_slot::is_timeout_message(&text)
+                {
+                    JobOutcome::TimedOut(text)
+                } else {
+                    JobOutcome::Failed(text)
+                };
+                self.job_ended(outcome, None).await;
             }
             (Phase::Draining { .. }, _) => {}
             (_, frame) => {

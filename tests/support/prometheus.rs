@@ -25,8 +25,10 @@ pub struct Sample {
 }
 
 impl Prometheus {
-    /// Scrapes `target` (`127.0.0.1:PORT`) every second. `honor_labels`
-    /// keeps the driver's own `job` label (see README, Monitoring).
+    /// Scrapes `target` (`127.0.0.1:PORT`) every second and evaluates the
+    /// shipped alert rules (`examples/prometheus/alerts.yml`) every second.
+    /// `honor_labels` keeps the driver's own `job` label, as the shipped
+    /// scrape config does.
     pub fn start(target: &str) -> Prometheus {
         for _ in 0..5 {
             if let Some(p) = Self::try_start(target) {
@@ -42,9 +44,11 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {}\n\
                  scrape_configs:\n  - job_name: gearman-driver\n    honor_labels: true\n\
-                 \x20   static_configs:\n      - targets: ['{target}']\n"
+                 \x20   static_configs:\n      - targets: ['{target}']\n",
+                alert_rules().display()
             ),
         )
         .unwrap();
@@ -144,6 +148,11 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The alert rules the README shows.
+pub fn alert_rules() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prometheus/alerts.yml")
 }
 
 fn read_log(dir: &Path) -> String {
