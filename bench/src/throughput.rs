@@ -15,7 +15,7 @@ use gearman_driver::gearman::client::Client;
 
 use crate::driver::{toml_argv, write_file, Driver, DriverOptions};
 use crate::gearmand::Gearmand;
-use crate::procs::{quiet, Guard};
+use crate::procs::{cpu_time, quiet, Guard};
 use crate::report::{median, thousands, Row};
 use crate::scraper::Scraper;
 use crate::Env;
@@ -86,9 +86,16 @@ pub struct Settings {
 /// Measures every selected variant and turns the medians into table rows.
 pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
     let mut rates: HashMap<Variant, Vec<f64>> = HashMap::new();
+    let mut driver_cpu: HashMap<Variant, Vec<f64>> = HashMap::new();
     let mut errors: HashMap<Variant, anyhow::Error> = HashMap::new();
     for run in 0..settings.runs {
-        for &v in &settings.variants {
+        // Every other run in reverse order: a machine that slows down or
+        // speeds up during the run does not favour whoever goes first.
+        let mut order = settings.variants.clone();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for &v in &order {
             if errors.contains_key(&v) {
                 continue;
             }
@@ -99,9 +106,12 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
                 settings.runs
             );
             match measure(env, v, settings.jobs, run) {
-                Ok(rate) => {
-                    eprintln!("{} jobs/s", thousands(rate));
-                    rates.entry(v).or_default().push(rate);
+                Ok(m) => {
+                    eprintln!("{} jobs/s", thousands(m.rate));
+                    rates.entry(v).or_default().push(m.rate);
+                    if let Some(cpu) = m.driver_cpu_per_job {
+                        driver_cpu.entry(v).or_default().push(cpu);
+                    }
                 }
                 Err(e) => {
                     eprintln!("failed: {e:#}");
@@ -115,14 +125,37 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
         thousands(settings.jobs as f64),
         settings.runs
     ));
-    Variant::ALL
+    let mut rows: Vec<Row> = Variant::ALL
         .iter()
         .filter(|v| settings.variants.contains(v))
         .map(|&v| match errors.get(&v) {
             Some(e) => Row::error(SCENARIO, v.label(), target(v), e),
             None => row(v, &rates),
         })
-        .collect()
+        .collect();
+    if let Some(r) = metrics_cpu_row(&driver_cpu) {
+        rows.push(r);
+    }
+    rows
+}
+
+/// The supervisor's own CPU per job with metrics on and scraped, against
+/// metrics off: the cost itself, less swayed than throughput by whatever
+/// else the machine is doing.
+fn metrics_cpu_row(driver_cpu: &HashMap<Variant, Vec<f64>>) -> Option<Row> {
+    let on = driver_cpu.get(&Variant::StdioRustMetrics)?;
+    let off = driver_cpu.get(&Variant::StdioRust)?;
+    let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+    let ratio = median(&ratios);
+    let micros = |v: &[f64]| median(v) * 1e6;
+    Some(Row::judged(
+        SCENARIO,
+        "supervisor CPU per job, metrics on + 1 s scraper",
+        format!("{:.1} µs (off: {:.1} µs)", micros(on), micros(off)),
+        format!("{ratio:.3} × metrics off"),
+        "≤ 1.03 × metrics off",
+        ratio <= 1.03,
+    ))
 }
 
 fn target(v: Variant) -> &'static str {
@@ -188,7 +221,14 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
 }
 
 /// One measurement on a fresh gearmand: jobs per second.
-fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
+/// One measurement's figures.
+struct Measured {
+    rate: f64,
+    /// The supervisor's CPU seconds (all its threads) per job, under the driver.
+    driver_cpu_per_job: Option<f64>,
+}
+
+fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
     let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
@@ -197,8 +237,11 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
         .wait_workers(&workers.function, PROCESSES as u64, Duration::from_secs(60))?;
     let warm_up = (jobs / 10).clamp(100, 1_000);
     load(&gearmand.addr(), &workers.function, warm_up)?.verify()?;
+    let driver = workers._driver.as_ref().map(|d| d.pid());
+    let cpu_before = driver.map(cpu_time).transpose()?;
     let result = load(&gearmand.addr(), &workers.function, jobs)?;
     result.verify()?;
+    let cpu_after = driver.map(cpu_time).transpose()?;
     if let Some(scraper) = &workers.scraper {
         let failures = scraper.failures.load(Ordering::Relaxed);
         if failures > 0 {
@@ -208,7 +251,13 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
             bail!("the driver's HTTP listener was never scraped");
         }
     }
-    Ok(jobs as f64 / result.elapsed.as_secs_f64())
+    let driver_cpu_per_job = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| (after - before).as_secs_f64() / jobs as f64);
+    Ok(Measured {
+        rate: jobs as f64 / result.elapsed.as_secs_f64(),
+        driver_cpu_per_job,
+    })
 }
 
 /// The worker processes of one variant; stopped when dropped.

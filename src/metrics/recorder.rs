@@ -121,57 +121,8 @@ impl Recorder {
         self.exposition.clone()
     }
 
-    /// A job's handles, made on first sight; after a reload changed its
-    /// functions, the series of functions it no longer has are dropped.
     fn handles(&mut self, name: &str, job: &Job) -> &mut JobHandles {
-        if !self.jobs.contains_key(name) {
-            let handles = self.create_job(name, &job.spec);
-            self.jobs.insert(name.to_string(), handles);
-        }
-        let f = &self.f;
-        let handles = self.jobs.get_mut(name).expect("just made");
-        if !Arc::ptr_eq(&handles.spec, &job.spec) {
-            sync_functions(f, name, handles, &job.spec);
-        }
-        handles
-    }
-
-    fn create_job(&self, name: &str, spec: &Arc<JobSpec>) -> JobHandles {
-        let f = &self.f;
-        let labels = job_labels(name);
-        let state = |state| {
-            f.processes.get_or_create_owned(&StateLabels {
-                job: name.to_string(),
-                state,
-            })
-        };
-        let start = |reason| {
-            f.process_starts.get_or_create_owned(&ReasonLabels {
-                job: name.to_string(),
-                reason,
-            })
-        };
-        let exit = |cause| {
-            f.process_exits.get_or_create_owned(&CauseLabels {
-                job: name.to_string(),
-                cause,
-            })
-        };
-        let mut handles = JobHandles {
-            spec: spec.clone(),
-            functions: HashMap::new(),
-            states: STATES.map(state),
-            min: f.processes_min.get_or_create_owned(&labels),
-            max: f.processes_max.get_or_create_owned(&labels),
-            backoff: f.crash_loop_backoff.get_or_create_owned(&labels),
-            resident: f.workers_resident.get_or_create_owned(&labels),
-            cpu: f.workers_cpu.get_or_create_owned(&labels),
-            starts: START_REASONS.map(start),
-            exits: CAUSES.map(exit),
-            scale_up: f.scale_up.get_or_create_owned(&labels),
-        };
-        sync_functions(f, name, &mut handles, spec);
-        handles
+        handles(&self.f, &mut self.jobs, name, job)
     }
 
     /// Drops the series of every job for which `keep` says no.
@@ -288,14 +239,11 @@ impl Recorder {
     }
 
     fn function(&mut self, name: &str, job: &Job, function: &Bytes) -> &FunctionHandles {
-        self.handles(name, job);
         let Recorder { f, jobs, .. } = self;
-        let h = jobs.get_mut(name).expect("made by handles");
-        if !h.functions.contains_key(function.as_ref()) {
-            let made = create_function(f, name, &String::from_utf8_lossy(function));
-            h.functions.insert(function.clone(), made);
-        }
-        &h.functions[function.as_ref()]
+        handles(f, jobs, name, job)
+            .functions
+            .entry(function.clone())
+            .or_insert_with(|| create_function(f, name, &String::from_utf8_lossy(function)))
     }
 
     /// A process was started, for the job's minimum or for a backlog.
@@ -355,6 +303,66 @@ impl Recorder {
         let result = if applied { "applied" } else { "rejected" };
         self.f.reloads.get_or_create(&ResultLabels { result }).inc();
     }
+}
+
+/// A job's handles, made on first sight; after a reload changed its
+/// functions, the series of functions it no longer has are dropped.
+fn handles<'a>(
+    f: &Families,
+    jobs: &'a mut HashMap<String, JobHandles>,
+    name: &str,
+    job: &Job,
+) -> &'a mut JobHandles {
+    let current = jobs
+        .get(name)
+        .is_some_and(|h| Arc::ptr_eq(&h.spec, &job.spec));
+    if !current {
+        match jobs.get_mut(name) {
+            Some(h) => sync_functions(f, name, h, &job.spec),
+            None => {
+                let made = create_job(f, name, &job.spec);
+                jobs.insert(name.to_string(), made);
+            }
+        }
+    }
+    jobs.get_mut(name).expect("made above")
+}
+
+fn create_job(f: &Families, name: &str, spec: &Arc<JobSpec>) -> JobHandles {
+    let labels = job_labels(name);
+    let state = |state| {
+        f.processes.get_or_create_owned(&StateLabels {
+            job: name.to_string(),
+            state,
+        })
+    };
+    let start = |reason| {
+        f.process_starts.get_or_create_owned(&ReasonLabels {
+            job: name.to_string(),
+            reason,
+        })
+    };
+    let exit = |cause| {
+        f.process_exits.get_or_create_owned(&CauseLabels {
+            job: name.to_string(),
+            cause,
+        })
+    };
+    let mut made = JobHandles {
+        spec: spec.clone(),
+        functions: HashMap::new(),
+        states: STATES.map(state),
+        min: f.processes_min.get_or_create_owned(&labels),
+        max: f.processes_max.get_or_create_owned(&labels),
+        backoff: f.crash_loop_backoff.get_or_create_owned(&labels),
+        resident: f.workers_resident.get_or_create_owned(&labels),
+        cpu: f.workers_cpu.get_or_create_owned(&labels),
+        starts: START_REASONS.map(start),
+        exits: CAUSES.map(exit),
+        scale_up: f.scale_up.get_or_create_owned(&labels),
+    };
+    sync_functions(f, name, &mut made, spec);
+    made
 }
 
 fn create_function(f: &Families, job: &str, function: &str) -> FunctionHandles {

@@ -75,6 +75,8 @@ pub struct Supervisor {
     started_epoch: i64,
     /// When the last poll's snapshot came in.
     polled_at: Instant,
+    /// When the last round of CPU and memory readings began.
+    sampled_at: Option<Instant>,
 }
 
 /// The listeners the supervisor serves, bound before it starts (so that a
@@ -129,6 +131,7 @@ impl Supervisor {
             lifecycle: Arc::new(Lifecycle::default()),
             started_epoch: now_epoch(),
             polled_at: Instant::now(),
+            sampled_at: None,
         }
     }
 

@@ -18,12 +18,22 @@ use crate::policy::{ProcState, StartReason};
 /// One sampling round's readings, by PID.
 pub type Samples = Vec<(u32, sampling::Usage)>;
 
+/// Readings are taken each interval, but not more often than this.
+const MIN_SAMPLING_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Supervisor {
     /// Before the loop acts on a process event (the process is still listed).
     pub(super) fn observe_event(&mut self, event: &Event) {
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
+        // Half of all events; nothing to count in them.
+        if matches!(
+            event,
+            Event::Busy { .. } | Event::Retiring { .. } | Event::Report { .. }
+        ) {
+            return;
+        }
         let pid = event.pid();
         let Some((name, job)) = self
             .owner
@@ -85,10 +95,15 @@ impl Supervisor {
     }
 
     /// Starts a sampling round off the loop; its readings come back on `out`.
-    pub(super) fn sample_usage(&self, out: &mpsc::UnboundedSender<Samples>) {
-        if self.metrics.is_none() {
+    pub(super) fn sample_usage(&mut self, out: &mpsc::UnboundedSender<Samples>) {
+        if self.metrics.is_none()
+            || self
+                .sampled_at
+                .is_some_and(|t| t.elapsed() < MIN_SAMPLING_GAP)
+        {
             return;
         }
+        self.sampled_at = Some(Instant::now());
         let pids: Vec<u32> = self.owner.keys().copied().collect();
         let out = out.clone();
         tokio::spawn(async move {
