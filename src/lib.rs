@@ -17,6 +17,8 @@
 //! - [`supervisor`]: pools and processes: spawning, the per-process grab loop,
 //!   reaping, crash-loop backoff, signals and shutdown. All side effects of the
 //!   policy happen here.
+//! - [`schedule`]: scheduled jobs (`[[schedule]]`): next-run computation,
+//!   the scheduler task, background submission to gearmand.
 //! - [`console`]: the telnet management console (server side).
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
@@ -30,4 +32,5 @@ pub mod gearman;
 pub mod logging;
 pub mod policy;
 pub mod protocol;
+pub mod schedule;
 pub mod supervisor;
