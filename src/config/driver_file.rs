@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::error::ConfigError;
 use super::worker_file::CommandSpec;
+use crate::schedule::Priority;
 
 /// A list that may be written as one string (commas allowed) or an array.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -85,6 +87,24 @@ pub struct DriverFile {
     pub worker_options: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
+    /// `[[schedule]]` entries, validated by [`super::schedules::resolve`].
+    #[serde(default)]
+    pub schedule: Vec<Spanned<RawSchedule>>,
+}
+
+/// One `[[schedule]]` entry as written; spans locate the errors found later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub name: Spanned<String>,
+    pub cron: Option<Spanned<String>>,
+    pub every: Option<Spanned<String>>,
+    pub function: Spanned<String>,
+    pub workload: Option<Spanned<String>>,
+    pub workload_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub priority: Priority,
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl DriverFile {

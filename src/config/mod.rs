@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver_file;
 pub mod error;
 pub mod jobs;
+pub mod schedules;
 pub mod worker_file;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub unknown_job_command: Option<Vec<String>>,
     pub worker_options: BTreeMap<String, toml::Table>,
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
+    /// `[[schedule]]` entries, validated.
+    pub schedules: Vec<crate::schedule::ScheduleSpec>,
 }
 
 /// Everything a run needs: settings and the job table.
@@ -71,21 +74,43 @@ pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
 
 /// Settings alone: the config file and flags, without reading worker files.
 pub fn load_settings(flags: &RunFlags) -> Result<Settings, ConfigErrors> {
-    let (file, base_dir) = match &flags.config {
+    let (file, base_dir, source) = match &flags.config {
         Some(path) => {
             let source = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new(format!("cannot read config file: {e}")).in_file(path)
             })?;
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (DriverFile::parse(path, &source)?, base)
+            (DriverFile::parse(path, &source)?, base, source)
         }
-        None => (DriverFile::default(), PathBuf::new()),
+        None => (DriverFile::default(), PathBuf::new(), String::new()),
     };
-    merge(flags, file, &base_dir)
+    merge(flags, file, &base_dir, &source)
 }
 
-fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings, ConfigErrors> {
+/// Flags over the file's keys. `source` is the file's text (empty without a
+/// file), for the lines of errors found after parsing.
+fn merge(
+    flags: &RunFlags,
+    file: DriverFile,
+    base_dir: &Path,
+    source: &str,
+) -> Result<Settings, ConfigErrors> {
     let mut errors = ConfigErrors::default();
+    let schedules = match &flags.config {
+        Some(path) => schedules::resolve(
+            &file.schedule,
+            &schedules::Source {
+                file: path,
+                text: source,
+                base_dir,
+            },
+        )
+        .unwrap_or_else(|found| {
+            errors.0.extend(found.0);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     let cfg_err = |key: &str, msg: String| {
         let mut e = ConfigError::new(msg).at_key(key);
         if let Some(path) = &flags.config {
@@ -256,6 +281,7 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
         unknown_job_command,
         worker_options: file.worker_options,
         job_runtime_attributes: file.job_runtime_attributes,
+        schedules,
     };
     errors.into_result(settings)
 }
@@ -326,7 +352,7 @@ mod tests {
             console_port: Some(0),
             ..Default::default()
         };
-        let s = merge(&flags, file, Path::new("/etc/gd")).unwrap();
+        let s = merge(&flags, file, Path::new("/etc/gd"), "").unwrap();
         assert_eq!(s.servers, vec!["b:2", "c:4730"]);
         assert_eq!(s.interval, Duration::from_secs(2));
         assert_eq!(s.namespaces, vec!["X"]);
