@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gearman_driver::config::{self, Cli, Command, RunFlags};
-use gearman_driver::{console, daemon, exec_slot, logging, supervisor};
+use gearman_driver::{console, daemon, exec_slot, logging, schedule, supervisor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,6 +21,10 @@ fn check(flags: &RunFlags) -> ExitCode {
     match config::load(flags) {
         Ok(loaded) => {
             print!("{}", config::job_table(&loaded.jobs));
+            if !loaded.settings.schedules.is_empty() {
+                let now = chrono::Utc::now();
+                print!("\n{}", schedule::table(&loaded.settings.schedules, now));
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -32,6 +32,7 @@ use crate::console::{self, ConsoleRequest, Pools};
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
 use crate::logging::proc_tag;
 use crate::policy::{self, Action, ProcState};
+use crate::schedule::Schedules;
 use events::{Event, ExitCause, JobOutcome, Report};
 pub use pools::{Job, Proc};
 
@@ -64,6 +65,8 @@ pub struct Supervisor {
     user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
     watched: tokio::sync::watch::Sender<Vec<String>>,
+    /// The scheduler task's handle (`[[schedule]]` entries).
+    schedules: Schedules,
 }
 
 /// Why the loop ended.
@@ -88,6 +91,7 @@ impl Supervisor {
             .into_iter()
             .map(|spec| (spec.name.clone(), Job::new(spec)))
             .collect();
+        let schedules = Schedules::new(loaded.settings.schedules.clone(), servers.clone());
         Supervisor {
             settings: loaded.settings,
             flags,
@@ -106,6 +110,7 @@ impl Supervisor {
             watched: tokio::sync::watch::Sender::new(Vec::new()),
             watched_dirty: true,
             user,
+            schedules,
         }
     }
 
@@ -130,6 +135,7 @@ impl Supervisor {
             self.watched.subscribe(),
             self.poll_now.clone(),
         );
+        self.schedules.spawn();
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -227,6 +233,7 @@ impl Supervisor {
 
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        self.schedules.stop();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -641,6 +648,7 @@ impl Supervisor {
         self.settings.max_idle_time = loaded.settings.max_idle_time;
         self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
         self.settings.unknown_job_command = loaded.settings.unknown_job_command;
+        lines.extend(self.schedules.reload(loaded.settings.schedules));
         if lines.is_empty() {
             lines.push("nothing changed".into());
         }
