@@ -130,6 +130,19 @@ impl Gearmand {
         rows
     }
 
+    /// One admin text command (`prioritystatus`, `show unique jobs`, ...):
+    /// its answer's lines up to the closing `.`.
+    pub fn admin(&self, command: &str) -> Vec<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        BufReader::new(s)
+            .lines()
+            .map(|l| l.unwrap())
+            .take_while(|l| l != ".")
+            .collect()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
