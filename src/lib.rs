@@ -19,11 +19,15 @@
 //!   policy happen here.
 //! - [`schedule`]: scheduled jobs (`[[schedule]]`): next-run computation,
 //!   the scheduler task, background submission to gearmand.
-//! - [`console`]: the telnet management console (server side).
+//! - [`command`]: the one command layer behind the console and the HTTP
+//!   API: a request type, its validation and execution, and the answers.
+//! - [`console`]: the telnet management console (server side): its line
+//!   syntax and the connections.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
 
+pub mod command;
 pub mod config;
 pub mod console;
 pub mod daemon;

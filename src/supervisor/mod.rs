@@ -27,8 +27,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::sleep_until;
 
+use crate::command::{self, Envelope, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
-use crate::console::{self, ConsoleRequest, Pools};
+use crate::console;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
 use crate::logging::proc_tag;
 use crate::policy::{self, Action, ProcState};
@@ -120,9 +121,12 @@ impl Supervisor {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let (console_tx, mut console_rx) = mpsc::channel::<ConsoleRequest>(64);
+        let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
         if let Some(listener) = listener {
-            tokio::spawn(console::serve(listener, console_tx));
+            tokio::spawn(console::serve(
+                listener,
+                command::Handle::new(requests_tx.clone()),
+            ));
         }
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
         tokio::spawn(poll_loop(
@@ -177,18 +181,18 @@ impl Supervisor {
                     self.on_snapshot(snapshot);
                     self.reconcile(true);
                 }
-                Some(request) = console_rx.recv() => {
-                    let reply = self.on_console(&request.line);
-                    let _ = request.reply.send(reply);
+                Some(envelope) = requests_rx.recv() => {
+                    self.on_request(envelope);
                     self.reconcile(false);
                 }
                 _ = tick.tick() => self.poll_now.notify_one(),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
-                    let lines = self.reload();
-                    for line in lines {
-                        tracing::info!("reload: {line}");
+                    if let ReloadOutcome::Applied(changes) = self.reload() {
+                        for line in changes {
+                            tracing::info!("reload: {line}");
+                        }
                     }
                     self.reconcile(false);
                 }
@@ -573,25 +577,26 @@ impl Supervisor {
         true
     }
 
-    fn on_console(&mut self, line: &str) -> console::Reply {
-        console::commands::execute(self, line)
+    fn on_request(&mut self, envelope: Envelope) {
+        let answer = command::execute(self, &envelope.request);
+        command::audit(&envelope.peer, &envelope.request, &answer);
+        let _ = envelope.reply.send(answer);
     }
 
     /// Re-reads the config and worker files. Unchanged jobs keep their
     /// processes; changed ones get new processes (old ones stop after their
     /// current job); removed ones stop. A config that fails validation
     /// changes nothing.
-    pub fn reload(&mut self) -> Vec<String> {
+    pub fn reload(&mut self) -> ReloadOutcome {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
             Err(errors) => {
-                let mut lines =
-                    vec!["ERR the new configuration is invalid; nothing changed".to_string()];
-                lines.extend(errors.0.iter().map(|e| e.to_string()));
+                let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                tracing::error!("reload: ERR the new configuration is invalid; nothing changed");
                 for line in &lines {
                     tracing::error!("reload: {line}");
                 }
-                return lines;
+                return ReloadOutcome::Rejected(lines);
             }
         };
         let mut lines = Vec::new();
@@ -652,8 +657,7 @@ impl Supervisor {
         if lines.is_empty() {
             lines.push("nothing changed".into());
         }
-        lines.insert(0, "OK".into());
-        lines
+        ReloadOutcome::Applied(lines)
     }
 
     fn drop_removed_jobs(&mut self) {
@@ -662,7 +666,7 @@ impl Supervisor {
 }
 
 impl Pools for Supervisor {
-    fn job_rows(&mut self) -> Vec<console::JobRow> {
+    fn job_rows(&mut self) -> Vec<command::JobRow> {
         self.drop_removed_jobs();
         self.jobs
             .iter()
@@ -717,8 +721,8 @@ impl Pools for Supervisor {
         self.owner.contains_key(&pid)
     }
 
-    fn proc_rows(&self) -> Vec<console::ProcRow> {
-        let mut rows: Vec<console::ProcRow> = self
+    fn proc_rows(&self) -> Vec<command::ProcRow> {
+        let mut rows: Vec<command::ProcRow> = self
             .jobs
             .iter()
             .flat_map(|(name, job)| job.procs.iter().map(move |(pid, p)| p.row(*pid, name)))
@@ -732,7 +736,7 @@ impl Pools for Supervisor {
         self.begin_shutdown();
     }
 
-    fn reload(&mut self) -> Vec<String> {
+    fn reload(&mut self) -> ReloadOutcome {
         Supervisor::reload(self)
     }
 }

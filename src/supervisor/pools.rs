@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use super::events::Control;
 use super::BACKOFF_MAX;
+use crate::command::{JobRow, ProcRow};
 use crate::config::JobSpec;
-use crate::console::{JobRow, ProcRow};
 use crate::gearman::status::StatusSnapshot;
 use crate::policy::{ProcState, ProcView};
 

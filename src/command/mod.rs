@@ -1,0 +1,322 @@
+//! The one command layer behind every door. The console (TCP or Unix
+//! socket) and the HTTP API each parse their input into a [`Request`]; the
+//! supervisor answers it with [`execute`] against its [`Pools`]; each door
+//! renders the [`Answer`] its own way (console lines, HTTP status and JSON).
+//! So the rules of `set_processes` and friends, their checks in order and
+//! their `ERR` texts exist once, whichever way a command came in.
+//!
+//! - [`Request`]: what can be asked, already parsed but not yet validated
+//!   (a count that is not a number is carried as [`Count::Invalid`] so that
+//!   validation, and its error text, stays here).
+//! - [`Answer`] and [`CommandError`]: what comes back.
+//! - [`Pools`]: what the supervisor lets commands see and change.
+//! - [`Envelope`]: a request on its way to the supervisor loop, with the peer
+//!   it came from (for the audit log) and where the answer goes.
+
+mod execute;
+#[cfg(test)]
+pub(crate) mod fake;
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use execute::{audit, execute, version};
+
+/// A process count as given by a client: a valid one, or something that
+/// is not a count (text, a negative or fractional number, a missing word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Valid(u32),
+    Invalid,
+}
+
+impl Count {
+    /// A count as Gearman::Driver's console accepted it: digits only.
+    pub fn parse(word: Option<&str>) -> Count {
+        match word {
+            Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().map_or(Count::Invalid, Count::Valid)
+            }
+            _ => Count::Invalid,
+        }
+    }
+
+    /// A count from JSON: a non-negative integer that fits.
+    pub fn from_json(value: &serde_json::Value) -> Count {
+        value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map_or(Count::Invalid, Count::Valid)
+    }
+}
+
+/// Everything a client can ask of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    Show {
+        job: String,
+    },
+    Ps,
+    /// `set_min_processes` (only `min`), `set_max_processes` (only `max`),
+    /// `set_processes` (both), or the HTTP API's either-or-both.
+    SetLimits {
+        job: String,
+        min: Option<Count>,
+        max: Option<Count>,
+    },
+    /// SIGTERM to those of `pids` that are ours.
+    Kill {
+        pids: Vec<u32>,
+    },
+    /// Every process of the jobs; `*` alone means every job.
+    KillAll {
+        jobs: Vec<String>,
+    },
+    Reload,
+    Shutdown,
+    Version,
+    Help,
+    Quit,
+    Unknown {
+        command: String,
+    },
+}
+
+impl Request {
+    /// Whether the request changes the supervisor's state (and is audited).
+    pub fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Request::SetLimits { .. }
+                | Request::Kill { .. }
+                | Request::KillAll { .. }
+                | Request::Reload
+                | Request::Shutdown
+        )
+    }
+}
+
+impl fmt::Display for Request {
+    /// As a console line, for the audit log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = |c: &Count| match c {
+            Count::Valid(n) => n.to_string(),
+            Count::Invalid => "?".into(),
+        };
+        match self {
+            Request::Status => write!(f, "status"),
+            Request::Show { job } => write!(f, "show {job}"),
+            Request::Ps => write!(f, "ps"),
+            Request::SetLimits { job, min, max } => match (min, max) {
+                (Some(min), Some(max)) => {
+                    write!(f, "set_processes {job} {} {}", count(min), count(max))
+                }
+                (Some(min), None) => write!(f, "set_min_processes {job} {}", count(min)),
+                (None, Some(max)) => write!(f, "set_max_processes {job} {}", count(max)),
+                (None, None) => write!(f, "set_processes {job}"),
+            },
+            Request::Kill { pids } => {
+                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                write!(f, "kill {}", pids.join(" "))
+            }
+            Request::KillAll { jobs } => write!(f, "killall {}", jobs.join(" ")),
+            Request::Reload => write!(f, "reload"),
+            Request::Shutdown => write!(f, "shutdown"),
+            Request::Version => write!(f, "version"),
+            Request::Help => write!(f, "help"),
+            Request::Quit => write!(f, "quit"),
+            Request::Unknown { command } => write!(f, "{command}"),
+        }
+    }
+}
+
+/// What a command failed with; shown as `ERR <kind>: <detail>`, or
+/// `ERR <detail>` for kinds without a label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub kind: ErrorKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidJobName,
+    InvalidValue,
+    UnknownCommand,
+    /// A reload whose configuration has errors.
+    InvalidConfig,
+}
+
+impl ErrorKind {
+    /// The word before the colon in Gearman::Driver's error lines; errors
+    /// the original did not have are plain sentences.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::InvalidJobName => Some("invalid_job_name"),
+            ErrorKind::InvalidValue => Some("invalid_value"),
+            ErrorKind::UnknownCommand => Some("unknown_command"),
+            ErrorKind::InvalidConfig => None,
+        }
+    }
+}
+
+impl CommandError {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> CommandError {
+        CommandError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The console's error line, e.g. `ERR invalid_job_name: nope`.
+    pub fn line(&self) -> String {
+        match self.kind.label() {
+            Some(label) => format!("ERR {label}: {}", self.detail),
+            None => format!("ERR {}", self.detail),
+        }
+    }
+}
+
+/// The answer to one request, before a door renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Done; the console says `OK`.
+    Ok,
+    /// Done, with lines to show (a reload's changes).
+    OkWith(Vec<String>),
+    /// Lines of information (`help`, `version`).
+    Text(Vec<String>),
+    Status(Vec<JobRow>),
+    Show {
+        row: JobRow,
+        pids: Vec<u32>,
+    },
+    Processes(Vec<ProcRow>),
+    /// `quit`: the door closes the conversation.
+    Close,
+    /// Failed; `details` are further lines (a rejected reload's errors).
+    Failed {
+        error: CommandError,
+        details: Vec<String>,
+    },
+}
+
+impl Answer {
+    pub fn failed(kind: ErrorKind, detail: impl Into<String>) -> Answer {
+        Answer::Failed {
+            error: CommandError::new(kind, detail),
+            details: Vec::new(),
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Answer::Failed { .. })
+    }
+}
+
+/// A job's row: the console's `status` line, before formatting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
+    pub processes: usize,
+    pub lastrun: i64,
+    pub lasterror: i64,
+    pub lasterror_msg: String,
+}
+
+/// A process's row: the console's `ps` line, before formatting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcRow {
+    pub pid: u32,
+    pub job: String,
+    pub state: String,
+    pub jobs_done: u64,
+    pub uptime: Duration,
+    pub rss_kib: Option<u64>,
+}
+
+/// The outcome of re-reading the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Applied; one line per change (or `nothing changed`).
+    Applied(Vec<String>),
+    /// The new configuration has errors; nothing changed.
+    Rejected(Vec<String>),
+}
+
+/// What commands may see and change; the supervisor implements it.
+pub trait Pools {
+    /// Every job, sorted by name.
+    fn job_rows(&mut self) -> Vec<JobRow>;
+    fn job_pids(&self, name: &str) -> Option<Vec<u32>>;
+    fn limits(&self, name: &str) -> Option<(u32, u32)>;
+    fn set_limits(&mut self, name: &str, min: Option<u32>, max: Option<u32>);
+    fn owns(&self, pid: u32) -> bool;
+    /// SIGTERM to those of `pids` that are ours.
+    fn kill(&mut self, pids: &[u32]);
+    fn proc_rows(&self) -> Vec<ProcRow>;
+    fn shutdown(&mut self);
+    fn reload(&mut self) -> ReloadOutcome;
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Console(String),
+    Http(String),
+    /// The supervisor itself (signals).
+    Internal,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Console(addr) => write!(f, "console {addr}"),
+            Peer::Http(addr) => write!(f, "http {addr}"),
+            Peer::Internal => write!(f, "signal"),
+        }
+    }
+}
+
+/// A request on its way to the supervisor loop.
+pub struct Envelope {
+    pub request: Request,
+    pub peer: Peer,
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// Sends requests to the supervisor loop and awaits the answers; each door
+/// holds one.
+#[derive(Clone)]
+pub struct Handle {
+    tx: tokio::sync::mpsc::Sender<Envelope>,
+}
+
+impl Handle {
+    pub fn new(tx: tokio::sync::mpsc::Sender<Envelope>) -> Handle {
+        Handle { tx }
+    }
+
+    /// The answer, or `None` once the supervisor has gone.
+    pub async fn ask(&self, request: Request, peer: Peer) -> Option<Answer> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Envelope {
+                request,
+                peer,
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
