@@ -210,49 +210,11 @@ impl Table {
     /// Advances every entry to `now`: returns the runs to submit and the
     /// earliest pending run.
     fn take_due(&mut self, now: DateTime<Utc>) -> (Vec<Run>, Option<DateTime<Utc>>) {
-        let mut runs = Vec::new();
-        for entry in self.entries.values_mut() {
-            let Some(due) = entry
-                .next
-                .and_then(|next| state::due(&entry.spec.timing, next, now))
-            else {
-                continue;
-            };
-            entry.next = due.next;
-            let name = &entry.spec.name;
-            if due.missed > 0 {
-                let at_least = if due.missed >= state::MISSED_COUNT_CAP {
-                    "at least "
-                } else {
-                    ""
-                };
-                tracing::warn!(
-                    "schedule {name}: {at_least}{} run(s) missed: the scheduler was more than {}s late for them",
-                    due.missed,
-                    state::LATE_GRACE.as_secs()
-                );
-                entry.runs.add(RunResult::Missed, due.missed);
-            }
-            let Some(at) = due.run else {
-                continue;
-            };
-            if entry.in_flight {
-                let detail = "the previous run was still being submitted".to_string();
-                tracing::warn!(
-                    "schedule {name}: run {} missed: {detail}",
-                    entry.spec.unique_id(at)
-                );
-                entry.runs.add(RunResult::Missed, 1);
-                entry.record_last(at, RunResult::Missed, detail);
-                continue;
-            }
-            entry.in_flight = true;
-            runs.push(Run {
-                spec: entry.spec.clone(),
-                generation: entry.generation,
-                at,
-            });
-        }
+        let runs = self
+            .entries
+            .values_mut()
+            .filter_map(|entry| entry.advance(now))
+            .collect();
         let earliest = self.entries.values().filter_map(|e| e.next).min();
         (runs, earliest)
     }
@@ -271,6 +233,48 @@ impl Table {
 }
 
 impl Entry {
+    /// Moves this entry to `now`: counts and logs the runs that are missed,
+    /// and returns the one to submit, if any.
+    fn advance(&mut self, now: DateTime<Utc>) -> Option<Run> {
+        let due = state::due(&self.spec.timing, self.next?, now)?;
+        self.next = due.next;
+        let spec = self.spec.clone();
+        let name = &spec.name;
+        if due.missed > 0 {
+            let at_least = if due.missed >= state::MISSED_COUNT_CAP {
+                "at least "
+            } else {
+                ""
+            };
+            let why = format!(
+                "the scheduler reached it more than {}s late",
+                state::LATE_GRACE.as_secs()
+            );
+            tracing::warn!(
+                "schedule {name}: {at_least}{} run(s) missed: {why}",
+                due.missed
+            );
+            self.runs.add(RunResult::Missed, due.missed);
+            if let Some(at) = due.latest_missed {
+                self.record_last(at, RunResult::Missed, why);
+            }
+        }
+        let at = due.run?;
+        if self.in_flight {
+            let why = "the previous run was still being submitted".to_string();
+            tracing::warn!("schedule {name}: run {} missed: {why}", spec.unique_id(at));
+            self.runs.add(RunResult::Missed, 1);
+            self.record_last(at, RunResult::Missed, why);
+            return None;
+        }
+        self.in_flight = true;
+        Some(Run {
+            spec,
+            generation: self.generation,
+            at,
+        })
+    }
+
     fn record_last(&mut self, at: DateTime<Utc>, result: RunResult, detail: String) {
         if self.last.as_ref().is_some_and(|l| l.scheduled > at) {
             return;
@@ -358,7 +362,7 @@ async fn submit_run(shared: Arc<Shared>, run: Run) {
                 accepted.server,
                 accepted.handle
             );
-            (RunResult::Submitted, format!("to {}", accepted.server))
+            (RunResult::Submitted, accepted.server)
         }
         Err(reason) => {
             tracing::warn!("schedule {name}: run {unique} failed: {reason}");
@@ -450,7 +454,7 @@ mod tests {
         let entry = &table.entries["slow"];
         assert_eq!(entry.runs.missed, 1);
         assert_eq!(entry.last.as_ref().unwrap().result, RunResult::Missed);
-        table.record(&runs[0], RunResult::Submitted, "to x".into());
+        table.record(&runs[0], RunResult::Submitted, "127.0.0.1:1".into());
         let entry = &table.entries["slow"];
         assert_eq!((entry.runs.submitted, entry.in_flight), (1, false));
         assert_eq!(

@@ -84,10 +84,20 @@ pub struct LastRun {
     pub detail: String,
 }
 
+impl LastRun {
+    /// `submitted to 127.0.0.1:4730`, `failed: <why>`, `missed: <why>`.
+    pub fn describe(&self) -> String {
+        match self.result {
+            RunResult::Submitted => format!("submitted to {}", self.detail),
+            other => format!("{}: {}", other.as_str(), self.detail),
+        }
+    }
+}
+
 /// One schedule as the console, `/api/status` and the metrics see it.
 /// Serialized for `/api/status`: times as epoch seconds, 0 for none, like
 /// the jobs' `lastrun`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScheduleState {
     pub name: String,
     /// `cron `0 3 * * *` (Europe/Berlin)` or `every 30s`.
@@ -131,6 +141,8 @@ pub struct Due {
     pub run: Option<DateTime<Utc>>,
     /// Earlier runs whose time passed too (and the latest, when too late).
     pub missed: u64,
+    /// The latest run, when it is missed rather than submitted.
+    pub latest_missed: Option<DateTime<Utc>>,
     /// The pending run after this: the first one strictly after `now`.
     pub next: Option<DateTime<Utc>>,
 }
@@ -147,6 +159,7 @@ pub fn due(timing: &Timing, next: DateTime<Utc>, now: DateTime<Utc>) -> Option<D
     Some(Due {
         run,
         missed: earlier + u64::from(run.is_none()),
+        latest_missed: if run.is_none() { latest } else { None },
         next: timing.next_after(now),
     })
 }
@@ -215,6 +228,7 @@ mod tests {
             Due {
                 run: Some(utc("2025-01-01T00:01:00Z")),
                 missed: 0,
+                latest_missed: None,
                 next: Some(utc("2025-01-01T00:02:00Z")),
             }
         );
@@ -256,6 +270,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.run, None);
         assert_eq!(d.missed, 1);
+        assert_eq!(d.latest_missed, Some(utc("2025-01-01T03:00:00Z")));
         assert_eq!(d.next, Some(utc("2025-01-02T03:00:00Z")));
 
         let cron = Timing::cron("*/10 * * * *", chrono_tz::Tz::UTC).unwrap();
@@ -266,6 +281,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((d.run, d.missed), (None, 4));
+        assert_eq!(d.latest_missed, Some(utc("2025-01-01T03:30:00Z")));
         assert_eq!(d.next, Some(utc("2025-01-01T03:40:00Z")));
     }
 
