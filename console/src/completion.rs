@@ -18,6 +18,7 @@ pub const COMMANDS: &[&str] = &[
     "ps",
     "quit",
     "reload",
+    "schedules",
     "set_max_processes",
     "set_min_processes",
     "set_processes",

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::schedule::ScheduleState;
+
 pub use execute::{audit, execute, version};
 
 /// A process count as given by a client: a valid one, or something that
@@ -78,6 +80,8 @@ pub enum Request {
     Reload,
     Shutdown,
     Version,
+    /// The `[[schedule]]` entries: next run, last run and its result.
+    Schedules,
     Help,
     Quit,
     Unknown {
@@ -126,6 +130,7 @@ impl fmt::Display for Request {
             Request::Reload => write!(f, "reload"),
             Request::Shutdown => write!(f, "shutdown"),
             Request::Version => write!(f, "version"),
+            Request::Schedules => write!(f, "schedules"),
             Request::Help => write!(f, "help"),
             Request::Quit => write!(f, "quit"),
             Request::Unknown { command } => write!(f, "{command}"),
@@ -195,6 +200,7 @@ pub enum Answer {
         pids: Vec<u32>,
     },
     Processes(Vec<ProcRow>),
+    Schedules(Vec<ScheduleState>),
     /// `quit`: the door closes the conversation.
     Close,
     /// Failed; `details` are further lines (a rejected reload's errors).
@@ -262,6 +268,8 @@ pub trait Pools {
     fn proc_rows(&self) -> Vec<ProcRow>;
     fn shutdown(&mut self);
     fn reload(&mut self) -> ReloadOutcome;
+    /// Every schedule, sorted by name.
+    fn schedules(&self) -> Vec<ScheduleState>;
 }
 
 /// Where a request came from, for the audit log.

@@ -739,6 +739,10 @@ impl Pools for Supervisor {
     fn reload(&mut self) -> ReloadOutcome {
         Supervisor::reload(self)
     }
+
+    fn schedules(&self) -> Vec<crate::schedule::ScheduleState> {
+        self.schedules.states()
+    }
 }
 
 fn now_epoch() -> i64 {
