@@ -211,6 +211,15 @@ fn a_down_gearmand_counts_a_failed_run_and_the_next_one_is_tried() {
 
     gearmand.kill();
     driver.wait_log("schedule beat: run beat@", Duration::from_secs(30));
+    let row = wait_for(
+        Duration::from_secs(30),
+        "a failed run in `schedules`",
+        || schedule_row(&driver, "beat").filter(|r| r.contains(" failed: no server accepted it (")),
+    );
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let last_run = parse_unique(&format!("beat@{}", fields[2])).1;
+    let next_run = parse_unique(&format!("beat@{}", fields[1])).1;
+    assert!(next_run > last_run, "the next run is still planned: {row}");
     let log = driver.log_text();
     let failure = log
         .lines()
@@ -229,6 +238,131 @@ fn a_down_gearmand_counts_a_failed_run_and_the_next_one_is_tried() {
         "runs after gearmand's return",
         || (runs(&out).len() > before).then_some(()),
     );
+    wait_for(
+        Duration::from_secs(10),
+        "`schedules` to show a submitted run",
+        || {
+            schedule_row(&driver, "beat")
+                .filter(|r| r.ends_with(&format!("submitted to 127.0.0.1:{port}")))
+        },
+    );
+}
+
+/// The `schedules` line of one schedule.
+fn schedule_row(driver: &Driver, name: &str) -> Option<String> {
+    let lines = driver.console("schedules");
+    assert!(lines[0].starts_with("NAME "), "a header first: {lines:?}");
+    lines
+        .into_iter()
+        .skip(1)
+        .find(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// `(schedule name, workload, scheduled time)` of every run the worker recorded.
+fn names_and_workloads(out: &std::path::Path) -> Vec<(String, String, DateTime<Utc>)> {
+    runs(out)
+        .iter()
+        .map(|line| {
+            let (unique, workload) = line.split_once(' ').unwrap();
+            let (name, at) = parse_unique(unique);
+            (name, workload.to_string(), at)
+        })
+        .collect()
+}
+
+fn wait_for_run(out: &std::path::Path, name: &str, workload: &str) {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("a run of {name} with workload {workload:?}"),
+        || {
+            names_and_workloads(out)
+                .iter()
+                .any(|(n, w, _)| n == name && w == workload)
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn reload_adds_changes_and_removes_schedules() {
+    let gearmand = Gearmand::start();
+    let entry = |name: &str, workload: &str| {
+        format!(
+            "[[schedule]]\nname = \"{name}\"\nevery = \"1s\"\nfunction = \"T::W::tick\"\nworkload = \"{workload}\"\n\n"
+        )
+    };
+    let (lib, config, out) = lib_with(
+        "[jobs.tick]\nmin_processes = 1\n",
+        &(entry("alpha", "one") + &entry("gone", "bye")),
+    );
+    let driver = start(&lib, &gearmand.addr(), &config);
+    wait_for_run(&out, "alpha", "one");
+    wait_for_run(&out, "gone", "bye");
+
+    // The console's reload: one entry changed, one removed, one added.
+    std::fs::write(&config, entry("alpha", "two") + &entry("fresh", "new")).unwrap();
+    let answer = driver.console("reload");
+    let reloaded_at = Utc::now();
+    assert_eq!(answer[0], "OK", "{answer:?}");
+    for expected in [
+        "schedule alpha: changed; every 1s submits T::W::tick (normal priority), next run ",
+        "schedule fresh: added; every 1s submits T::W::tick (normal priority), next run ",
+        "schedule gone: removed",
+    ] {
+        assert!(
+            answer.iter().any(|l| l.starts_with(expected)),
+            "{expected:?} in {answer:?}"
+        );
+    }
+    wait_for_run(&out, "alpha", "two");
+    wait_for_run(&out, "fresh", "new");
+    let names: Vec<String> = driver.console("schedules")[1..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["alpha", "fresh"]);
+    let late_gone: Vec<_> = names_and_workloads(&out)
+        .into_iter()
+        .filter(|(n, _, at)| n == "gone" && *at > reloaded_at)
+        .collect();
+    assert!(
+        late_gone.is_empty(),
+        "a removed schedule submits no more runs: {late_gone:?}"
+    );
+
+    // SIGHUP goes the same way.
+    std::fs::write(&config, entry("alpha", "three") + &entry("fresh", "new")).unwrap();
+    unsafe { libc::kill(driver.pid() as i32, libc::SIGHUP) };
+    driver.wait_log("reload: schedule alpha: changed;", Duration::from_secs(10));
+    wait_for_run(&out, "alpha", "three");
+
+    // A configuration with a bad entry changes nothing.
+    std::fs::write(
+        &config,
+        "[[schedule]]\nname = \"alpha\"\ncron = \"0 3 * *\"\nfunction = \"T::W::tick\"\n",
+    )
+    .unwrap();
+    let answer = driver.console("reload");
+    assert_eq!(
+        answer[0],
+        "ERR the new configuration is invalid; nothing changed"
+    );
+    assert!(
+        answer
+            .iter()
+            .any(|l| l.contains("key `schedule[0].cron`: cannot parse `0 3 * *`")),
+        "{answer:?}"
+    );
+    let before = runs(&out).len();
+    wait_for(Duration::from_secs(30), "runs to go on", || {
+        let now = names_and_workloads(&out);
+        (now.len() > before + 1
+            && now[before..]
+                .iter()
+                .any(|(n, w, _)| n == "alpha" && w == "three")
+            && now[before..].iter().any(|(n, _, _)| n == "fresh"))
+        .then_some(())
+    });
 }
 
 #[test]
