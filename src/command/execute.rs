@@ -67,6 +67,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("reload", "re-read the config and worker files (as SIGHUP)"),
     ("version", "the running gearman-driver's version"),
     ("help", "this list"),
+    (
+        "auth <token>",
+        "prove the admin token (first, on TCP, when admin_token_file is set)",
+    ),
     ("quit", "close this connection"),
     ("shutdown", "stop the supervisor (as SIGTERM)"),
 ];
