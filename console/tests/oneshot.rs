@@ -272,8 +272,9 @@ fn an_empty_or_missing_token_file_is_a_usage_error() {
 fn unix_sockets_by_prefix_or_by_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("console.sock");
-    let a = FakeConsole::on_unix_socket(&[GIF], &path);
+    let server = FakeConsole::on_unix_socket(&[GIF], &path);
     let path = path.to_str().unwrap();
+    assert_eq!(server.address(), format!("unix:{path}"));
     for server in [format!("unix:{path}"), path.to_string()] {
         let run = run_client(&["--server", &server, "status"]);
         assert_eq!(run.code, Some(0), "{run:?}");
