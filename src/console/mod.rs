@@ -310,14 +310,12 @@ where
             }
             Verdict::Welcome => (Answer::Ok, false),
             Verdict::WrongToken { failures, last } => {
+                let then = if last { "; closing the connection" } else { "" };
                 tracing::warn!(
-                    "console {peer}: wrong admin token ({failures} of {})",
+                    "console {peer}: wrong admin token ({failures} of {}){then}",
                     gate::MAX_FAILURES
                 );
                 tokio::time::sleep(gate::WRONG_TOKEN_DELAY).await;
-                if last {
-                    tracing::warn!("console {peer}: closing after too many wrong tokens");
-                }
                 (unauthorized(), last)
             }
             Verdict::Unauthorized(request) => {
