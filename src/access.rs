@@ -4,7 +4,7 @@
 //!   refused when other users could read the file, and compared in constant
 //!   time so that answer timing tells a guesser nothing about how close a
 //!   guess came.
-//! - [`exposed_bind`]: the start-up rule that a door listening beyond
+//! - [`exposed_binds`]: the start-up rule that a door listening beyond
 //!   loopback needs a token (or `insecure_bind = true`). Every door passes
 //!   its `(key, address)` pairs through it: the console's `console_bind`, and
 //!   the HTTP listener's `http_bind`.
@@ -91,9 +91,25 @@ impl PartialEq for AdminToken {
     }
 }
 
+/// The doors that may not be bound, as `(key, why)`, from every door's
+/// `(key, address)` (`("console_bind", "0.0.0.0")`, `("http_bind",
+/// "0.0.0.0:47301")`): none when a token guards them or the operator said
+/// `insecure_bind = true`; else those not on loopback.
+pub fn exposed_binds<'a>(
+    binds: &[(&'a str, &str)],
+    token: bool,
+    insecure: bool,
+) -> Vec<(&'a str, String)> {
+    binds
+        .iter()
+        .filter_map(|(key, address)| {
+            exposed_bind(key, address, token, insecure).map(|why| (*key, why))
+        })
+        .collect()
+}
+
 /// Why the door at `address` (the value of `key`) may not be bound, or
-/// `None` when it may: it listens on loopback only, a token guards it, or
-/// the operator said `insecure_bind = true`.
+/// `None` when it may.
 pub fn exposed_bind(key: &str, address: &str, token: bool, insecure: bool) -> Option<String> {
     if token || insecure || is_loopback(address) {
         return None;

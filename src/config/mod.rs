@@ -256,13 +256,14 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
             .ok()
     });
     let insecure_bind = flags.insecure_bind || file.insecure_bind.unwrap_or(false);
+    // Every door that listens on TCP: the HTTP listener's http_bind joins here.
+    let mut binds = Vec::new();
     if console_port != 0 {
-        let token_set = admin_token_file.is_some();
-        if let Some(msg) =
-            access::exposed_bind("console_bind", &console_bind, token_set, insecure_bind)
-        {
-            errors.push(cfg_err("console_bind", msg));
-        }
+        binds.push(("console_bind", console_bind.as_str()));
+    }
+    let token_set = admin_token_file.is_some();
+    for (key, msg) in access::exposed_binds(&binds, token_set, insecure_bind) {
+        errors.push(cfg_err(key, msg));
     }
     let console_max_connections = flags
         .console_max_connections
