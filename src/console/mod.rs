@@ -73,40 +73,19 @@ pub fn describe(settings: &Settings) -> String {
 pub async fn bind_all(
     settings: &Settings,
 ) -> Result<(Listeners, Option<unix_socket::SocketFile>), String> {
-    let tcp = if settings.console_port == 0 {
-        None
-    } else {
-        let listener = bind(&settings.console_bind, settings.console_port)
-            .await
-            .map_err(|err| {
-                format!(
-                    "cannot listen on {}:{} for the console: {err} (set console_port, or 0 to disable it)",
-                    settings.console_bind, settings.console_port
-                )
-            })?;
-        Some(listener)
+    let tcp = match settings.console_port {
+        0 => None,
+        port => Some(bind_tcp(&settings.console_bind, port).await?),
     };
     let (unix, socket_file) = match &settings.console_socket {
-        None => (None, None),
         Some(path) => {
-            let cannot = |err: std::io::Error| {
-                format!("cannot listen on console_socket {}: {err}", path.display())
-            };
-            let (listener, file) = unix_socket::bind(path).map_err(cannot)?;
-            let listener = UnixListener::from_std(listener).map_err(cannot)?;
-            let shown = path.display().to_string();
-            (Some((listener, shown)), Some(file))
+            let (listener, file) = bind_unix(path)?;
+            (Some((listener, path.display().to_string())), Some(file))
         }
+        None => (None, None),
     };
-    if settings.insecure_bind
-        && settings.console_port != 0
-        && settings.admin_token.is_none()
-        && !crate::access::is_loopback(&settings.console_bind)
-    {
-        tracing::warn!(
-            "the console listens on {} without a token (insecure_bind = true): anyone who can reach it can control the driver",
-            settings.console_bind
-        );
+    if tcp.is_some() && settings.admin_token.is_none() && settings.insecure_bind {
+        warn_if_exposed(&settings.console_bind);
     }
     let listeners = Listeners {
         tcp,
@@ -114,6 +93,31 @@ pub async fn bind_all(
         max_connections: settings.console_max_connections,
     };
     Ok((listeners, socket_file))
+}
+
+async fn bind_tcp(addr: &str, port: u16) -> Result<TcpListener, String> {
+    bind(addr, port).await.map_err(|err| {
+        format!(
+            "cannot listen on {addr}:{port} for the console: {err} (set console_port, or 0 to disable it)"
+        )
+    })
+}
+
+fn bind_unix(path: &std::path::Path) -> Result<(UnixListener, unix_socket::SocketFile), String> {
+    let cannot =
+        |err: std::io::Error| format!("cannot listen on console_socket {}: {err}", path.display());
+    let (listener, file) = unix_socket::bind(path).map_err(cannot)?;
+    let listener = UnixListener::from_std(listener).map_err(cannot)?;
+    Ok((listener, file))
+}
+
+/// `insecure_bind = true` let an open console listen beyond loopback: say so.
+fn warn_if_exposed(bind: &str) {
+    if !crate::access::is_loopback(bind) {
+        tracing::warn!(
+            "the console listens on {bind} without a token (insecure_bind = true): anyone who can reach it can control the driver"
+        );
+    }
 }
 
 /// The console's listeners, bound before the supervisor starts.
