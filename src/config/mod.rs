@@ -436,6 +436,25 @@ mod tests {
     }
 
     #[test]
+    fn console_access_keys() {
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "console_socket = \"run/c.sock\"\nconsole_max_connections = 0\n\
+             console_bind = \"0.0.0.0\"\ninsecure_bind = true\n",
+        )
+        .unwrap();
+        let errs = merge(&RunFlags::default(), file, Path::new("/etc/gd")).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].key.as_deref(), Some("console_max_connections"));
+        let file = DriverFile::parse(Path::new("d.toml"), "console_socket = \"c.sock\"").unwrap();
+        let s = merge(&RunFlags::default(), file, Path::new("/etc/gd")).unwrap();
+        assert_eq!(s.console_socket, Some(PathBuf::from("/etc/gd/c.sock")));
+        assert_eq!(s.console_max_connections, 64);
+        assert!(!s.insecure_bind);
+        assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
     fn perl_level_spellings() {
         assert_eq!(parse_level("INFO"), Some(tracing::Level::INFO));
         assert_eq!(parse_level("DEBUG"), Some(tracing::Level::DEBUG));
