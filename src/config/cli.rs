@@ -88,4 +88,8 @@ pub struct RunFlags {
     /// Run worker processes as this user (when the driver runs as root).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// The Perl side of the driver (gearman-driver-perl and its lib/), for Perl
+    /// worker classes; found by itself in the source tree or the installed package.
+    #[arg(long = "perl-lib", alias = "perl_lib", value_name = "DIR")]
+    pub perl_lib: Option<String>,
 }

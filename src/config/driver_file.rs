@@ -81,6 +81,7 @@ pub struct DriverFile {
     pub daemonize: Option<bool>,
     pub user: Option<String>,
     pub unknown_job_command: Option<CommandSpec>,
+    pub perl_lib: Option<String>,
     #[serde(default)]
     pub worker_options: BTreeMap<String, toml::Table>,
     #[serde(default)]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver_file;
 pub mod error;
 pub mod jobs;
+pub mod perl;
 pub mod worker_file;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub struct Settings {
     /// Worker processes run as this user (the driver must be root).
     pub user: Option<String>,
     pub unknown_job_command: Option<Vec<String>>,
+    /// Where the Perl side of the driver is (`perl_lib`), if set.
+    pub perl_lib: Option<PathBuf>,
     pub worker_options: BTreeMap<String, toml::Table>,
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
 }
@@ -65,6 +68,8 @@ pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
         worker_options: &settings.worker_options,
         runtime_attributes: &settings.job_runtime_attributes,
         config_file: settings.config_file.as_deref(),
+        servers: &settings.servers,
+        perl_lib: settings.perl_lib.as_deref(),
     })?;
     Ok(Loaded { settings, jobs })
 }
@@ -254,6 +259,11 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
         daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
         user: flags.user.clone().or(file.user),
         unknown_job_command,
+        perl_lib: flags
+            .perl_lib
+            .as_ref()
+            .map(PathBuf::from)
+            .or(file.perl_lib.as_deref().map(rel_file)),
         worker_options: file.worker_options,
         job_runtime_attributes: file.job_runtime_attributes,
     };
