@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`config`]: the driver config file and command line, worker files,
+//!   Perl worker classes (described by the Perl side in `workers/perl`),
 //!   namespaces, and every validation; produces the job table.
 //! - [`protocol`]: the stdio worker protocol as the supervisor sees it
 //!   (framing of `JOB` headers and of the worker's answers).

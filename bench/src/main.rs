@@ -8,7 +8,9 @@
 //!   protocol running `rev`, and the C CLI's `gearman -w -- rev`;
 //! - how fast the driver scales a job from 0 to 8 processes for a burst;
 //! - the supervisor's footprint: idle CPU and RSS, start-up of 1,000
-//!   processes, console latency.
+//!   processes, console latency;
+//! - a Perl worker class (Gearman::Driver's kind) under the driver, against
+//!   its method called in a loop inside one perl and under Gearman::Worker.
 //!
 //! It prints one table and writes it to `BENCHMARKS.md` with a plot of the
 //! scale-up scenario, `bench-scaleup.svg`. Everything it starts is stopped
@@ -17,6 +19,7 @@
 mod driver;
 mod footprint;
 mod gearmand;
+mod perl;
 mod procs;
 mod report;
 mod scaleup;
@@ -76,6 +79,8 @@ enum Scenario {
     Scaleup,
     /// Idle CPU and RSS, 200 and 1,000 processes, console latency.
     Footprint,
+    /// A Perl worker class: under the driver, in a loop in one perl, under Gearman::Worker.
+    Perl,
 }
 
 /// Paths and settings shared by the scenarios.
@@ -216,7 +221,12 @@ fn run() -> Result<bool> {
     let env = env(&args, &root)?;
     note_machine_load(&env, "before the run");
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::Throughput, Scenario::Scaleup, Scenario::Footprint]
+        vec![
+            Scenario::Throughput,
+            Scenario::Scaleup,
+            Scenario::Footprint,
+            Scenario::Perl,
+        ]
     } else {
         args.scenario.clone()
     };
@@ -231,6 +241,7 @@ fn run() -> Result<bool> {
                 svg = plot;
             }
             Scenario::Footprint => rows.extend(footprint::rows(&env)),
+            Scenario::Perl => rows.extend(run_perl(&env, &args)),
         }
     }
     note_machine_load(&env, "after the run");
@@ -260,6 +271,12 @@ fn run_throughput(env: &Env, args: &Args) -> Vec<Row> {
         },
     };
     throughput::rows(env, &settings)
+}
+
+fn run_perl(env: &Env, args: &Args) -> Vec<Row> {
+    let jobs = args.jobs.unwrap_or(if env.quick { 2_000 } else { 20_000 });
+    let runs = args.runs.unwrap_or(if env.quick { 1 } else { 3 }).max(1);
+    perl::rows(env, jobs, runs)
 }
 
 fn write_results(env: &Env, rows: &[Row], svg: Option<String>, out: &Path) -> Result<()> {

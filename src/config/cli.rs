@@ -109,4 +109,8 @@ pub struct RunFlags {
     /// Allow a console bound beyond loopback without an admin token.
     #[arg(long = "insecure-bind", alias = "insecure_bind")]
     pub insecure_bind: bool,
+    /// The Perl side of the driver (gearman-driver-perl and its lib/), for Perl
+    /// worker classes; found by itself in the source tree or the installed package.
+    #[arg(long = "perl-lib", alias = "perl_lib", value_name = "DIR")]
+    pub perl_lib: Option<String>,
 }

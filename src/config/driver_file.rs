@@ -87,6 +87,7 @@ pub struct DriverFile {
     pub console_max_connections: Option<usize>,
     pub insecure_bind: Option<bool>,
     pub unknown_job_command: Option<CommandSpec>,
+    pub perl_lib: Option<String>,
     #[serde(default)]
     pub worker_options: BTreeMap<String, toml::Table>,
     #[serde(default)]

@@ -7,6 +7,7 @@ pub mod driver_file;
 pub mod error;
 pub mod isolation;
 pub mod jobs;
+pub mod perl;
 pub mod schedules;
 pub mod worker_file;
 
@@ -58,6 +59,8 @@ pub struct Settings {
     /// Worker processes run as this user (the driver must be root).
     pub user: Option<String>,
     pub unknown_job_command: Option<Vec<String>>,
+    /// Where the Perl side of the driver is (`perl_lib`), if set.
+    pub perl_lib: Option<PathBuf>,
     pub worker_options: BTreeMap<String, toml::Table>,
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
     /// `[[schedule]]` entries, validated.
@@ -81,6 +84,8 @@ pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
         runtime_attributes: &settings.job_runtime_attributes,
         config_file: settings.config_file.as_deref(),
         default_user: settings.user.as_deref(),
+        servers: &settings.servers,
+        perl_lib: settings.perl_lib.as_deref(),
     })?;
     Ok(Loaded { settings, jobs })
 }
@@ -333,6 +338,11 @@ fn merge(
         daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
         user: flags.user.clone().or(file.user),
         unknown_job_command,
+        perl_lib: flags
+            .perl_lib
+            .as_ref()
+            .map(PathBuf::from)
+            .or(file.perl_lib.as_deref().map(rel_file)),
         worker_options: file.worker_options,
         job_runtime_attributes: file.job_runtime_attributes,
         schedules,

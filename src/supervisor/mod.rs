@@ -259,6 +259,7 @@ impl Supervisor {
             Event::Busy { pid } => {
                 let Some(job) = self.job_of(pid) else { return };
                 job.lastrun = now_epoch();
+                job.note_taken(Instant::now());
                 if let Some(p) = job.procs.get_mut(&pid) {
                     p.set_state(ProcState::Busy);
                 }
@@ -361,6 +362,7 @@ impl Supervisor {
         self.warn_unknown_functions();
         let now = Instant::now();
         for job in self.jobs.values_mut() {
+            job.forget_taken_before(self.status.requested_at);
             let (waiting, running) = job.queue(&self.status);
             if waiting > 0 || running > 0 {
                 job.quiet_since = now;
@@ -457,7 +459,7 @@ impl Supervisor {
             };
             let actions = {
                 let views = job.proc_views();
-                let waiting = (self.status.servers_answered > 0).then(|| job.queue(&self.status).0);
+                let waiting = (self.status.servers_answered > 0).then(|| job.waiting(&self.status));
                 let view = policy::JobView {
                     min: job.min,
                     max: job.max,

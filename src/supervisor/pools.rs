@@ -1,7 +1,7 @@
 //! Jobs and processes as the supervisor loop tracks them: limits, states,
 //! the console's lastrun/lasterror columns, and crash-loop backoff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,11 @@ pub struct Job {
     pub quiet_since: Instant,
     /// Dropped by a reload; listed until its processes are gone.
     pub removed: bool,
+    /// When its processes took jobs that the last status poll may still
+    /// count as waiting: deciding on that count alone would start a process
+    /// for a job already being served (costly for workers that are slow to
+    /// start, such as a perl loading Moose). Oldest first.
+    pub taken: VecDeque<Instant>,
 }
 
 impl Job {
@@ -46,6 +51,7 @@ impl Job {
             blocked_until: None,
             quiet_since: Instant::now(),
             removed: false,
+            taken: VecDeque::new(),
         }
     }
 
@@ -64,6 +70,34 @@ impl Job {
                 state: p.state,
             })
             .collect()
+    }
+
+    /// Jobs waiting for this job's functions, as far as the supervisor knows:
+    /// the last poll's count less what its processes took since it went out.
+    pub fn waiting(&self, status: &StatusSnapshot) -> u64 {
+        self.queue(status).0.saturating_sub(self.taken.len() as u64)
+    }
+
+    /// A process of this job took a job.
+    pub fn note_taken(&mut self, now: Instant) {
+        // Beyond this many, waiting is large enough for any decision anyway.
+        const KEEP: usize = 4096;
+        if self.taken.len() == KEEP {
+            self.taken.pop_front();
+        }
+        self.taken.push_back(now);
+    }
+
+    /// A poll sent at `requested_at` counts every job taken before it.
+    pub fn forget_taken_before(&mut self, requested_at: Option<Instant>) {
+        match requested_at {
+            Some(t) => {
+                while self.taken.front().is_some_and(|taken| *taken <= t) {
+                    self.taken.pop_front();
+                }
+            }
+            None => self.taken.clear(),
+        }
     }
 
     /// (waiting, running) summed over the job's functions.
@@ -199,4 +233,71 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(4096) as u64 / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FunctionSpec, Protocol};
+    use crate::gearman::status::FunctionCounts;
+
+    fn job() -> Job {
+        Job::new(Arc::new(JobSpec {
+            name: "J::f".into(),
+            module: "J".into(),
+            prefix: "J::".into(),
+            file: "J.toml".into(),
+            dir: ".".into(),
+            command: vec!["/bin/cat".into()],
+            protocol: Protocol::Stdio,
+            env: Default::default(),
+            functions: vec![FunctionSpec {
+                key: "f".into(),
+                function: "J::f".into(),
+                timeout: None,
+            }],
+            min_processes: 0,
+            max_processes: 2,
+            max_jobs: 0,
+            max_lifetime: None,
+            max_rss_mib: 0,
+            start_timeout: Duration::from_secs(60),
+            options_json: "{}".into(),
+            isolation: Default::default(),
+            code_digest: None,
+        }))
+    }
+
+    fn snapshot(total: u64, requested_at: Instant) -> StatusSnapshot {
+        let mut s = StatusSnapshot {
+            requested_at: Some(requested_at),
+            servers_answered: 1,
+            ..Default::default()
+        };
+        s.functions.insert(
+            "J::f".into(),
+            FunctionCounts {
+                total,
+                running: 0,
+                workers: 1,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn jobs_taken_after_a_poll_went_out_no_longer_wait() {
+        let t0 = Instant::now();
+        let mut job = job();
+        let status = snapshot(2, t0);
+        job.note_taken(t0 + Duration::from_millis(5));
+        assert_eq!(job.waiting(&status), 1, "one of the two is being served");
+
+        // The next poll went out after that take: its count includes it.
+        let later = snapshot(1, t0 + Duration::from_millis(10));
+        job.note_taken(t0 + Duration::from_millis(20));
+        job.forget_taken_before(later.requested_at);
+        assert_eq!(job.taken.len(), 1, "the take after the poll still counts");
+        assert_eq!(job.waiting(&later), 0);
+    }
 }
