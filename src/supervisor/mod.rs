@@ -478,15 +478,21 @@ impl Supervisor {
         self.update_watched();
     }
 
-    /// Jobs without any process get their functions watched for new work.
+    /// Jobs without any process get their functions watched for new work,
+    /// unless no process could be started for them now anyway (a crash
+    /// loop's backoff, shutdown): work queued for those would only wake the
+    /// watcher again and again.
     fn update_watched(&mut self) {
         if !std::mem::take(&mut self.watched_dirty) {
             return;
         }
+        let now = Instant::now();
         let mut functions: Vec<String> = self
             .jobs
             .values()
+            .filter(|_| !self.shutting_down)
             .filter(|j| j.live_count() == 0 && j.max > 0 && !j.removed)
+            .filter(|j| j.blocked_until.is_none_or(|t| t <= now))
             .flat_map(|j| j.spec.functions.iter().map(|f| f.function.clone()))
             .collect();
         functions.sort();
