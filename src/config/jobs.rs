@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::driver_file::RuntimeAttrs;
 use super::error::{ConfigError, ConfigErrors};
+use super::stop_signal::{parse_stop_signal, DEFAULT_STOP_SIGNAL};
 use super::worker_file::{JobAttrs, Protocol, WorkerFile};
 
 /// One registered Gearman function of a job.
@@ -38,6 +39,8 @@ pub struct JobSpec {
     /// argv with the program resolved to a path.
     pub command: Vec<String>,
     pub protocol: Protocol,
+    /// Asks a process to stop (see [`super::stop_signal`]).
+    pub stop_signal: nix::sys::signal::Signal,
     pub env: BTreeMap<String, String>,
     pub functions: Vec<FunctionSpec>,
     pub min_processes: u32,
@@ -248,6 +251,9 @@ fn load_worker_file(
             Vec::new()
         }
     };
+    let stop_signal = stop_signal_of(&wf, &mut |offset, msg| {
+        errors.push(err_at("stop_signal".into(), offset, msg))
+    });
     if wf.jobs.is_empty() {
         errors.push(
             ConfigError::new("declares no [jobs.<name>] table")
@@ -357,6 +363,7 @@ fn load_worker_file(
             dir: dir.clone(),
             command: command.clone(),
             protocol: wf.protocol,
+            stop_signal,
             env: wf.env.clone(),
             functions,
             min_processes: min,
@@ -377,6 +384,32 @@ fn load_worker_file(
         });
     }
     errors.into_result(jobs)
+}
+
+/// The worker file's `stop_signal`, or the default. `exec` slots are the
+/// driver's own helper, stopped by closing their stdin: a signal there would
+/// only reach the command of a job in flight, so the key is refused.
+fn stop_signal_of(
+    wf: &WorkerFile,
+    error: &mut dyn FnMut(usize, String),
+) -> nix::sys::signal::Signal {
+    let Some(name) = &wf.stop_signal else {
+        return DEFAULT_STOP_SIGNAL;
+    };
+    let offset = name.span().start;
+    if wf.protocol == Protocol::Exec {
+        error(
+            offset,
+            "stop_signal does not apply to protocol = \"exec\": its slots stop when their stdin \
+             closes, after the job in flight; remove the key"
+                .into(),
+        );
+        return DEFAULT_STOP_SIGNAL;
+    }
+    parse_stop_signal(name.get_ref()).unwrap_or_else(|msg| {
+        error(offset, msg);
+        DEFAULT_STOP_SIGNAL
+    })
 }
 
 /// A program with a slash is relative to the worker file's folder; a bare

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver_file;
 pub mod error;
 pub mod jobs;
+pub mod stop_signal;
 pub mod worker_file;
 
 use std::collections::BTreeMap;
