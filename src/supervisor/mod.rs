@@ -550,11 +550,12 @@ impl Supervisor {
                 }
             }
             Action::StopAfterJob { pid } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
-                    tracing::info!(
-                        "{} Process will stop after its current job",
-                        proc_tag(pid, name)
-                    );
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let what = stopping::busy_stop(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&pid) {
+                    tracing::info!("{} {what}", proc_tag(pid, name));
                     proc.stop();
                 }
             }

@@ -22,6 +22,18 @@ pub fn stop_note(job: &JobSpec) -> String {
     }
 }
 
+/// The log line of a busy process stopped because its job is over
+/// `max_processes`.
+pub fn busy_stop(job: &JobSpec) -> String {
+    match job.protocol {
+        Protocol::Gearman => format!(
+            "Process stopped while it may be running a job, sent {} (its stop_signal)",
+            job.stop_signal.as_str()
+        ),
+        Protocol::Stdio | Protocol::Exec => "Process will stop after its current job".into(),
+    }
+}
+
 /// The lines logged when a shutdown begins. `jobs` holds each job with the
 /// number of its processes.
 pub fn shutdown_lines<'a>(
@@ -134,5 +146,13 @@ mod tests {
             ", sent SIGQUIT (its stop_signal)"
         );
         assert_eq!(stop_note(&job("a", Protocol::Stdio, Signal::SIGQUIT)), "");
+        assert_eq!(
+            busy_stop(&job("a", Protocol::Gearman, Signal::SIGQUIT)),
+            "Process stopped while it may be running a job, sent SIGQUIT (its stop_signal)"
+        );
+        assert_eq!(
+            busy_stop(&job("a", Protocol::Exec, Signal::SIGTERM)),
+            "Process will stop after its current job"
+        );
     }
 }
