@@ -1,10 +1,10 @@
 //! Scale-up from zero reacts to gearmand's wake-up every time, not only the
 //! first time after start: rounds of reap-to-zero then one job, with a 5 s
-//! poll interval, for each protocol and for a job arriving at the second of
-//! two servers. A poll-driven answer comes up to 5 s after the reap (the reap
-//! itself happens at a poll); an answer from the wake-up comes within
-//! milliseconds. The bound below (2 s) sits between the two with room for a
-//! busy machine.
+//! poll interval, for each protocol (stdio, exec, gearman) and for a job
+//! arriving at the second of two servers. A poll-driven answer comes up to
+//! 5 s after the reap (the reap itself happens at a poll); an answer from the
+//! wake-up comes within milliseconds. The bound below (2 s) sits between the
+//! two with room for a busy machine.
 
 mod common;
 use common::*;
@@ -62,6 +62,19 @@ fn stdio_job_is_started_from_zero_within_milliseconds_every_round() {
     let lib = stdio_lib();
     let driver = Driver::start(&lib, &gearmand, "C", &FLAGS);
     let took = rounds(&driver, &gearmand, "C::W::work", <[u8]>::to_vec);
+    assert_all_quick(&took, &driver.log_text());
+}
+
+#[test]
+fn exec_job_is_started_from_zero_within_milliseconds_every_round() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file(
+        "E/Rev.toml",
+        "command = \"rev\"\nprotocol = \"exec\"\n[jobs.rev]\nmin_processes = 0\nmax_processes = 2\n",
+    );
+    let driver = Driver::start(&lib, &gearmand, "E", &FLAGS);
+    let took = rounds(&driver, &gearmand, "E::Rev::rev", <[u8]>::to_vec);
     assert_all_quick(&took, &driver.log_text());
 }
 
