@@ -6,7 +6,8 @@
 //! - throughput of 4 reverse workers: a plain Gearman worker (the ceiling),
 //!   the driver's stdio protocol with the Rust and the Python helper, the exec
 //!   protocol running `rev`, and the C CLI's `gearman -w -- rev`;
-//! - how fast the driver scales a job from 0 to 8 processes for a burst;
+//! - how fast the driver scales a job from 0 to 8 processes for a burst,
+//!   cold start after cold start (the pool reaped to zero between rounds);
 //! - the supervisor's footprint: idle CPU and RSS, start-up of 1,000
 //!   processes, console latency;
 //! - a Perl worker class (Gearman::Driver's kind) under the driver, against
@@ -75,7 +76,8 @@ struct Args {
 enum Scenario {
     /// 4 reverse workers, 100-byte jobs, 32 in flight.
     Throughput,
-    /// 200 background jobs of 0.2 s, min 0, max 8, interval 5 s.
+    /// 5 cold starts: 200 background jobs of 0.2 s, min 0, max 8, interval 5 s,
+    /// the pool reaped to zero between rounds.
     Scaleup,
     /// Idle CPU and RSS, 200 and 1,000 processes, console latency.
     Footprint,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::driver_file::RuntimeAttrs;
 use super::error::{ConfigError, ConfigErrors};
 use super::isolation::{self, Isolation};
+use super::stop_signal::{parse_stop_signal, DEFAULT_STOP_SIGNAL};
 use super::worker_file::{JobAttrs, Protocol, WorkerFile};
 
 /// One registered Gearman function of a job.
@@ -44,6 +45,8 @@ pub struct JobSpec {
     /// argv with the program resolved to a path.
     pub command: Vec<String>,
     pub protocol: Protocol,
+    /// Asks a process to stop (see [`super::stop_signal`]).
+    pub stop_signal: nix::sys::signal::Signal,
     pub env: BTreeMap<String, String>,
     pub functions: Vec<FunctionSpec>,
     pub min_processes: u32,
@@ -62,6 +65,38 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job of one function `<name>` (`M::f` serves `M::f`), for unit tests
+    /// that need a spec but no worker file.
+    #[cfg(test)]
+    pub fn for_test(name: &str, protocol: Protocol) -> JobSpec {
+        let (prefix, key) = name.rsplit_once("::").map_or(("", name), |(p, k)| (p, k));
+        JobSpec {
+            name: name.into(),
+            module: prefix.into(),
+            prefix: format!("{prefix}::"),
+            file: format!("{prefix}.toml").into(),
+            dir: "/".into(),
+            command: vec!["/bin/cat".into()],
+            protocol,
+            stop_signal: super::stop_signal::DEFAULT_STOP_SIGNAL,
+            env: Default::default(),
+            functions: vec![FunctionSpec {
+                key: key.into(),
+                function: name.into(),
+                timeout: None,
+            }],
+            min_processes: 0,
+            max_processes: 1,
+            max_jobs: 0,
+            max_lifetime: None,
+            max_rss_mib: 0,
+            start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT),
+            options_json: "{}".into(),
+            isolation: Isolation::default(),
+            code_digest: None,
+        }
+    }
+
     pub fn function_names(&self) -> Vec<&str> {
         self.functions.iter().map(|f| f.function.as_str()).collect()
     }
@@ -482,6 +517,9 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declare
     for (key, offset, msg) in problems {
         errors.push(err_at(key, offset, msg));
     }
+    let stop_signal = stop_signal_of(&wf, &mut |offset, msg| {
+        errors.push(err_at("stop_signal".into(), offset, msg))
+    });
     if wf.jobs.is_empty() {
         errors.push(
             ConfigError::new("declares no [jobs.<name>] table")
@@ -501,6 +539,7 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declare
         dir,
         command,
         protocol: wf.protocol,
+        stop_signal,
         env: wf.env.clone(),
         functions: Vec::new(),
         min_processes: 1,
@@ -645,6 +684,32 @@ pub fn build_jobs(decl: &Declared) -> Result<Vec<JobSpec>, ConfigErrors> {
         });
     }
     errors.into_result(jobs)
+}
+
+/// The worker file's `stop_signal`, or the default. `exec` slots are the
+/// driver's own helper, stopped by closing their stdin: a signal there would
+/// only reach the command of a job in flight, so the key is refused.
+fn stop_signal_of(
+    wf: &WorkerFile,
+    error: &mut dyn FnMut(usize, String),
+) -> nix::sys::signal::Signal {
+    let Some(name) = &wf.stop_signal else {
+        return DEFAULT_STOP_SIGNAL;
+    };
+    let offset = name.span().start;
+    if wf.protocol == Protocol::Exec {
+        error(
+            offset,
+            "stop_signal does not apply to protocol = \"exec\": its slots stop when their stdin \
+             closes, after the job in flight; remove the key"
+                .into(),
+        );
+        return DEFAULT_STOP_SIGNAL;
+    }
+    parse_stop_signal(name.get_ref()).unwrap_or_else(|msg| {
+        error(offset, msg);
+        DEFAULT_STOP_SIGNAL
+    })
 }
 
 /// A program with a slash is relative to the worker file's folder; a bare

@@ -9,6 +9,7 @@ pub mod isolation;
 pub mod jobs;
 pub mod perl;
 pub mod schedules;
+pub mod stop_signal;
 pub mod worker_file;
 
 use std::collections::BTreeMap;

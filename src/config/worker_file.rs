@@ -98,6 +98,8 @@ pub struct WorkerFile {
     #[serde(default)]
     pub protocol: Protocol,
     pub prefix: Option<String>,
+    /// `TERM` (default), `QUIT`, ...: see [`super::stop_signal`].
+    pub stop_signal: Option<Spanned<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Run the processes as this user (a root driver only); see

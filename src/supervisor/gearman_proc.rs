@@ -2,8 +2,13 @@
 //! the supervisor only watches it. Its stdout lines `lastrun <epoch>`,
 //! `lasterror <epoch>` and `lasterror_msg <text>` feed the console columns
 //! (as Gearman::Driver's children reported them); other output is logged.
-//! Stopping sends SIGTERM so the process can finish its job, then SIGKILL
-//! after `shutdown_timeout`.
+//!
+//! Stopping (scale-down, recycling, reload, shutdown) sends the job's
+//! `stop_signal` at once, since the supervisor cannot see whether the process
+//! is busy, and SIGKILL if it has not exited `shutdown_timeout` later.
+//! Whether a job in flight finishes is up to the worker: an unmodified PHP
+//! `GearmanWorker` or Perl `Gearman::Worker` dies at once on every signal
+//! whose default action ends a process, and its job goes back to gearmand.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +34,7 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
     }
     let _ = setup.events.send(Event::Ready { pid });
+    let stop_signal = setup.job.stop_signal;
     let mut escalation: Option<(Instant, Signal)> = None;
     let mut requested = false;
     let status = loop {
@@ -37,24 +43,29 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         tokio::select! {
             status = child.wait() => break status.ok(),
             control = setup.control.recv(), if !requested => {
-                if matches!(control, Some(Control::Retire(_))) {
-                    if let Some(Control::Retire(reason)) = &control {
-                        tracing::info!("{tag} Recycling: {reason}");
-                    }
+                if let Some(Control::Retire(reason)) = &control {
+                    tracing::info!("{tag} Recycling: {reason}");
                 }
                 requested = true;
-                signal_group(pid, Signal::SIGTERM);
+                tracing::debug!("{tag} sending {} (its stop_signal)", stop_signal.as_str());
+                signal_group(pid, stop_signal);
                 escalation = Some((Instant::now() + setup.shutdown_timeout, Signal::SIGKILL));
             }
             _ = sleep_until(at.into()), if escalation.is_some() => {
-                tracing::warn!("{tag} did not exit in time; sending SIGKILL");
+                tracing::warn!(
+                    "{tag} did not exit within {}s of {}; sending SIGKILL",
+                    setup.shutdown_timeout.as_secs_f64(),
+                    stop_signal.as_str()
+                );
                 signal_group(pid, Signal::SIGKILL);
                 escalation = None;
             }
         }
     };
     let cause = if requested {
-        ExitCause::Requested
+        ExitCause::Stopped {
+            signal: stop_signal,
+        }
     } else {
         ExitCause::Unexpected(
             status

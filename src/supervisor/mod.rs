@@ -10,6 +10,7 @@
 //! - [`events`]: messages between the loop and the process tasks.
 //! - [`output`]: worker output outside the protocol, logged line by line.
 //! - [`pools`]: jobs and processes as the loop tracks them.
+//! - [`stopping`]: what stopping does per protocol, in the log's words.
 
 pub mod events;
 pub mod gearman_proc;
@@ -17,6 +18,7 @@ pub mod output;
 pub mod pools;
 pub mod spawn;
 pub mod stdio;
+pub mod stopping;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -213,12 +215,21 @@ impl Supervisor {
             self.kill_everything();
             return true;
         }
-        tracing::info!(
-            "{name} received: shutting down (in-flight jobs get {:?})",
-            self.settings.shutdown_timeout
-        );
+        self.log_shutdown(&format!("{name} received"));
         self.begin_shutdown();
         false
+    }
+
+    /// Says what the shutdown will do to each protocol's processes.
+    fn log_shutdown(&self, cause: &str) {
+        let lines = stopping::shutdown_lines(
+            cause,
+            self.settings.shutdown_timeout,
+            self.jobs.values().map(|j| (&*j.spec, j.procs.len())),
+        );
+        for line in lines {
+            tracing::info!("{line}");
+        }
     }
 
     pub fn begin_shutdown(&mut self) {
@@ -293,7 +304,13 @@ impl Supervisor {
             Event::Report { pid, report } => {
                 let Some(job) = self.job_of(pid) else { return };
                 match report {
-                    Report::LastRun(t) => job.lastrun = t,
+                    Report::LastRun(t) => {
+                        // Each `lastrun` line is one job done, as for Gearman::Driver's children.
+                        job.lastrun = t;
+                        if let Some(p) = job.procs.get_mut(&pid) {
+                            p.jobs_done += 1;
+                        }
+                    }
                     Report::LastError(t) => job.lasterror = t,
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
@@ -324,6 +341,10 @@ impl Supervisor {
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
+            ExitCause::Stopped { signal } => match &status {
+                Some(status) => tracing::info!("{tag} {}", spawn::describe_stop(status, signal)),
+                None => tracing::info!("{tag} {code}"),
+            },
             ExitCause::Requested => tracing::info!("{tag} {code}"),
             _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
             ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
@@ -477,15 +498,21 @@ impl Supervisor {
         self.update_watched();
     }
 
-    /// Jobs without any process get their functions watched for new work.
+    /// Jobs without any process get their functions watched for new work,
+    /// unless no process could be started for them now anyway (a crash
+    /// loop's backoff, shutdown): work queued for those would only wake the
+    /// watcher again and again.
     fn update_watched(&mut self) {
         if !std::mem::take(&mut self.watched_dirty) {
             return;
         }
+        let now = Instant::now();
         let mut functions: Vec<String> = self
             .jobs
             .values()
+            .filter(|_| !self.shutting_down)
             .filter(|j| j.live_count() == 0 && j.max > 0 && !j.removed)
+            .filter(|j| j.blocked_until.is_none_or(|t| t <= now))
             .flat_map(|j| j.spec.functions.iter().map(|f| f.function.clone()))
             .collect();
         functions.sort();
@@ -508,9 +535,13 @@ impl Supervisor {
                 }
             }
             Action::Stop { pid, idle_for } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let note = stopping::stop_note(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&pid) {
                     tracing::info!(
-                        "{} Process stopped (idle {}s)",
+                        "{} Process stopped (idle {}s){note}",
                         proc_tag(pid, name),
                         idle_for.as_secs()
                     );
@@ -518,11 +549,12 @@ impl Supervisor {
                 }
             }
             Action::StopAfterJob { pid } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
-                    tracing::info!(
-                        "{} Process will stop after its current job",
-                        proc_tag(pid, name)
-                    );
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let what = stopping::busy_stop(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&pid) {
+                    tracing::info!("{} {what}", proc_tag(pid, name));
                     proc.stop();
                 }
             }
@@ -726,7 +758,7 @@ impl Pools for Supervisor {
     }
 
     fn shutdown(&mut self) {
-        tracing::info!("shutdown requested from the console");
+        self.log_shutdown("shutdown requested from the console");
         self.begin_shutdown();
     }
 

@@ -238,33 +238,13 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FunctionSpec, Protocol};
+    use crate::config::Protocol;
     use crate::gearman::status::FunctionCounts;
 
     fn job() -> Job {
         Job::new(Arc::new(JobSpec {
-            name: "J::f".into(),
-            module: "J".into(),
-            prefix: "J::".into(),
-            file: "J.toml".into(),
-            dir: ".".into(),
-            command: vec!["/bin/cat".into()],
-            protocol: Protocol::Stdio,
-            env: Default::default(),
-            functions: vec![FunctionSpec {
-                key: "f".into(),
-                function: "J::f".into(),
-                timeout: None,
-            }],
-            min_processes: 0,
             max_processes: 2,
-            max_jobs: 0,
-            max_lifetime: None,
-            max_rss_mib: 0,
-            start_timeout: Duration::from_secs(60),
-            options_json: "{}".into(),
-            isolation: Default::default(),
-            code_digest: None,
+            ..JobSpec::for_test("J::f", Protocol::Stdio)
         }))
     }
 

@@ -35,7 +35,7 @@ use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 /// Jobs up to this size (header and workload) are written to the worker in
 /// one go; it is the Linux pipe's default capacity.
 const INLINE_WRITE_MAX: usize = 64 * 1024;
-/// How long a process gets between SIGTERM and SIGKILL.
+/// How long a process gets between its stop signal (or SIGTERM) and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Reconnect backoff to a server that went away. The cap is low so that
 /// work flows again within about a second of a restarted gearmand's return;
@@ -661,10 +661,11 @@ impl StdioProcess {
             s.reconnect_at = None;
         }
         self.stdin = None;
-        self.cause.get_or_insert(ExitCause::Requested);
+        let signal = self.setup.job.stop_signal;
+        self.cause.get_or_insert(ExitCause::Stopped { signal });
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
-            next: Some(Signal::SIGTERM),
+            next: Some(signal),
         };
     }
 
@@ -744,7 +745,7 @@ impl StdioProcess {
                     sig.as_str()
                 );
                 signal_group(self.setup.pid, sig);
-                let next = (sig == Signal::SIGTERM).then_some(Signal::SIGKILL);
+                let next = (sig != Signal::SIGKILL).then_some(Signal::SIGKILL);
                 self.phase = Phase::Draining {
                     signal_at: now + KILL_GRACE,
                     next,

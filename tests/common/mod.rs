@@ -110,24 +110,18 @@ impl Gearmand {
 
     /// gearmand's admin `status`: (function, total, running, workers).
     pub fn status(&self) -> Vec<(String, u64, u64, u64)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"status\r\n").unwrap();
-        let mut rows = Vec::new();
-        for line in BufReader::new(s).lines() {
-            let line = line.unwrap();
-            if line == "." {
-                break;
-            }
-            let f: Vec<&str> = line.split('\t').collect();
-            rows.push((
-                f[0].to_string(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-                f[3].parse().unwrap(),
-            ));
-        }
-        rows
+        self.admin("status")
+            .iter()
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                (
+                    f[0].to_string(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// One admin text command (`prioritystatus`, `show unique jobs`, ...):

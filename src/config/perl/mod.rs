@@ -294,6 +294,7 @@ fn template(
         dir,
         command,
         protocol: Protocol::Stdio,
+        stop_signal: crate::config::stop_signal::DEFAULT_STOP_SIGNAL,
         env: Default::default(),
         functions: Vec::new(),
         min_processes: 1,
