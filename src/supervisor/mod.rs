@@ -30,7 +30,8 @@ use tokio::time::sleep_until;
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console::{self, ConsoleRequest, Pools};
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
-use crate::logging::proc_tag;
+use crate::logging;
+use crate::notify::Notifier;
 use crate::policy::{self, Action, ProcState};
 use events::{Event, ExitCause, JobOutcome, Report};
 pub use pools::{Job, Proc};
@@ -64,6 +65,8 @@ pub struct Supervisor {
     user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
     watched: tokio::sync::watch::Sender<Vec<String>>,
+    /// systemd's READY, STATUS, RELOADING, STOPPING and WATCHDOG.
+    notify: Notifier,
 }
 
 /// Why the loop ended.
@@ -106,6 +109,7 @@ impl Supervisor {
             watched: tokio::sync::watch::Sender::new(Vec::new()),
             watched_dirty: true,
             user,
+            notify: Notifier::from_env(),
         }
     }
 
@@ -132,6 +136,7 @@ impl Supervisor {
         );
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = self.notify.watchdog_timer();
 
         tracing::info!(
             "gearman-driver {} started: {} job(s), servers {}, console {}",
@@ -176,7 +181,11 @@ impl Supervisor {
                     let _ = request.reply.send(reply);
                     self.reconcile(false);
                 }
-                _ = tick.tick() => self.poll_now.notify_one(),
+                _ = tick.tick() => {
+                    self.poll_now.notify_one();
+                    self.notify.status(|| pools::summary(&self.jobs, &self.status, self.servers.len()));
+                }
+                _ = watchdog.tick() => self.notify.watchdog(),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -188,6 +197,8 @@ impl Supervisor {
                 }
                 _ = sleep_until(wake_at.into()) => self.reconcile(false),
             }
+            self.notify
+                .ready_once(|| !self.shutting_down && pools::all_settled(&self.jobs));
             if self.shutting_down && self.owner.is_empty() {
                 tracing::info!("all processes stopped; exiting");
                 return Ok(Exit::Clean);
@@ -227,6 +238,7 @@ impl Supervisor {
 
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        self.notify.stopping();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -317,7 +329,6 @@ impl Supervisor {
         let Some(proc) = job.procs.remove(&pid) else {
             return;
         };
-        let tag = proc_tag(pid, &name);
         let described = status
             .as_ref()
             .map(spawn::describe_exit)
@@ -326,8 +337,8 @@ impl Supervisor {
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
-            ExitCause::Requested => tracing::info!("{tag} {code}"),
-            _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
+            ExitCause::Requested => tracing::info!(pid, job = name.as_str(), "{code}"),
+            _ if by_console || shutting_down => tracing::info!(pid, job = name.as_str(), "{code}"),
             ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
                 let quick = proc.started.elapsed() < CRASH_WINDOW;
                 job.record_error(&why);
@@ -340,13 +351,15 @@ impl Supervisor {
                 if quick {
                     let delay = job.note_quick_failure();
                     tracing::warn!(
-                        "{tag} {event}; within {}s of its start, next start in {}s",
+                        pid,
+                        job = name.as_str(),
+                        "{event}; within {}s of its start, next start in {}s",
                         CRASH_WINDOW.as_secs(),
                         delay.as_secs()
                     );
                 } else {
                     job.failures = 0;
-                    tracing::warn!("{tag} {event}");
+                    tracing::warn!(pid, job = name.as_str(), "{event}");
                 }
             }
         }
@@ -511,8 +524,9 @@ impl Supervisor {
             Action::Stop { pid, idle_for } => {
                 if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
                     tracing::info!(
-                        "{} Process stopped (idle {}s)",
-                        proc_tag(pid, name),
+                        pid,
+                        job = name,
+                        "Process stopped (idle {}s)",
                         idle_for.as_secs()
                     );
                     proc.stop();
@@ -520,10 +534,7 @@ impl Supervisor {
             }
             Action::StopAfterJob { pid } => {
                 if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
-                    tracing::info!(
-                        "{} Process will stop after its current job",
-                        proc_tag(pid, name)
-                    );
+                    tracing::info!(pid, job = name, "Process will stop after its current job");
                     proc.stop();
                 }
             }
@@ -542,7 +553,7 @@ impl Supervisor {
                 let why = format!("cannot start {}: {err}", spec.command[0]);
                 job.record_error(&why);
                 let delay = job.note_quick_failure();
-                tracing::error!("[{name}] {why}; next start in {}s", delay.as_secs());
+                tracing::error!(job = name, "{why}; next start in {}s", delay.as_secs());
                 return false;
             }
         };
@@ -562,7 +573,7 @@ impl Supervisor {
         };
         job.procs.insert(pid, Proc::new(control_tx));
         self.owner.insert(pid, name.to_string());
-        tracing::info!("{} Process started", proc_tag(pid, name));
+        tracing::info!(pid, job = name, "Process started");
         true
     }
 
@@ -570,11 +581,21 @@ impl Supervisor {
         console::commands::execute(self, line)
     }
 
+    /// HUP and the console's `reload`: reopens the log file (logrotate may
+    /// have moved it), then reloads, telling systemd around it.
+    pub fn reload(&mut self) -> Vec<String> {
+        logging::reopen();
+        self.notify.reloading();
+        let lines = self.reload_files();
+        self.notify.reloaded();
+        lines
+    }
+
     /// Re-reads the config and worker files. Unchanged jobs keep their
     /// processes; changed ones get new processes (old ones stop after their
     /// current job); removed ones stop. A config that fails validation
     /// changes nothing.
-    pub fn reload(&mut self) -> Vec<String> {
+    fn reload_files(&mut self) -> Vec<String> {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
             Err(errors) => {
@@ -679,7 +700,8 @@ impl Pools for Supervisor {
                 job.max = max;
             }
             tracing::info!(
-                "[{name}] processes set to min {} max {} from the console",
+                job = name,
+                "processes set to min {} max {} from the console",
                 job.min,
                 job.max
             );
@@ -749,11 +771,13 @@ async fn poll_loop(
 
 async fn run_unknown_job_command(argv: Vec<String>, row: String) {
     use tokio::io::AsyncWriteExt;
-    let child = tokio::process::Command::new(&argv[0])
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    spawn::hide_service_manager(&mut command);
+    let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(err) => return tracing::error!("unknown_job_command {}: {err}", argv[0]),

@@ -12,6 +12,7 @@ use super::BACKOFF_MAX;
 use crate::config::JobSpec;
 use crate::console::{JobRow, ProcRow};
 use crate::gearman::status::StatusSnapshot;
+use crate::notify::Summary;
 use crate::policy::{ProcState, ProcView};
 
 pub struct Job {
@@ -108,6 +109,17 @@ impl Job {
         }
     }
 
+    /// Start-up is over for this job: its `min_processes` are ready, or
+    /// starting them failed (spawn error, crash loop, no READY in time).
+    pub fn settled(&self) -> bool {
+        let ready = self
+            .procs
+            .values()
+            .filter(|p| matches!(p.state, ProcState::Idle { .. } | ProcState::Busy))
+            .count();
+        self.removed || ready >= self.min as usize || self.failures > 0
+    }
+
     pub fn row(&self, name: &str) -> JobRow {
         JobRow {
             name: name.to_string(),
@@ -190,6 +202,37 @@ impl Proc {
             rss_kib: rss_kib(pid),
         }
     }
+}
+
+/// Every job is [`Job::settled`]: time for systemd's READY.
+pub fn all_settled(jobs: &BTreeMap<String, Job>) -> bool {
+    jobs.values().all(Job::settled)
+}
+
+/// The line systemd shows as the service's status.
+pub fn summary(jobs: &BTreeMap<String, Job>, status: &StatusSnapshot, servers: usize) -> Summary {
+    let now = Instant::now();
+    let mut summary = Summary {
+        servers_up: status.servers_answered,
+        servers,
+        ..Summary::default()
+    };
+    for job in jobs.values().filter(|j| !j.removed) {
+        summary.jobs += 1;
+        summary.waiting += job.queue(status).0;
+        if job.blocked_until.is_some_and(|t| t > now) {
+            summary.backing_off += 1;
+        }
+        for proc in job.procs.values() {
+            match proc.state {
+                ProcState::Starting => summary.starting += 1,
+                ProcState::Idle { .. } => summary.idle += 1,
+                ProcState::Busy => summary.busy += 1,
+                ProcState::Stopping => summary.stopping += 1,
+            }
+        }
+    }
+    summary
 }
 
 /// Resident memory of a process, from /proc.
