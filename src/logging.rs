@@ -31,7 +31,7 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// `2026-11-23T09:12:03Z  INFO (4242) [job] Process started`
+    /// Text lines: UTC time, level, (pid) [job] for process events, message.
     #[default]
     Text,
     /// One JSON object per line: ts, level, msg, and pid, job for process events.
