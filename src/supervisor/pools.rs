@@ -243,3 +243,107 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(4096) as u64 / 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FunctionSpec, Protocol};
+    use crate::gearman::status::FunctionCounts;
+
+    fn job(min: u32) -> Job {
+        Job::new(Arc::new(JobSpec {
+            name: "A::b".into(),
+            module: "A".into(),
+            prefix: "A::".into(),
+            file: "A.toml".into(),
+            dir: ".".into(),
+            command: vec!["true".into()],
+            protocol: Protocol::Stdio,
+            env: Default::default(),
+            functions: vec![FunctionSpec {
+                key: "b".into(),
+                function: "A::b".into(),
+                timeout: None,
+            }],
+            min_processes: min,
+            max_processes: min.max(1),
+            max_jobs: 0,
+            max_lifetime: None,
+            max_rss_mib: 0,
+            start_timeout: Duration::from_secs(10),
+            options_json: "{}".into(),
+        }))
+    }
+
+    fn add(job: &mut Job, pid: u32, state: ProcState) {
+        let (control, _) = mpsc::unbounded_channel();
+        let mut proc = Proc::new(control);
+        proc.state = state;
+        job.procs.insert(pid, proc);
+    }
+
+    #[test]
+    fn settled_once_min_processes_are_ready_or_starting_failed() {
+        assert!(job(0).settled());
+        let mut two = job(2);
+        add(&mut two, 1, ProcState::Starting);
+        add(&mut two, 2, ProcState::Busy);
+        assert!(!two.settled(), "one still starting");
+        add(&mut two, 3, ProcState::Stopping);
+        assert!(!two.settled(), "a stopping process does not count");
+        two.procs.get_mut(&1).unwrap().state = ProcState::Idle {
+            since: Instant::now(),
+        };
+        assert!(two.settled());
+
+        let mut failing = job(1);
+        assert!(!failing.settled());
+        failing.note_quick_failure();
+        assert!(failing.settled(), "a crash loop does not hold start-up");
+    }
+
+    #[test]
+    fn summary_counts_states_waiting_and_servers() {
+        let mut jobs = BTreeMap::new();
+        let mut a = job(1);
+        add(&mut a, 1, ProcState::Busy);
+        add(
+            &mut a,
+            2,
+            ProcState::Idle {
+                since: Instant::now(),
+            },
+        );
+        add(&mut a, 3, ProcState::Starting);
+        a.note_quick_failure();
+        jobs.insert("A::b".to_string(), a);
+        let mut status = StatusSnapshot::default();
+        status.functions.insert(
+            "A::b".into(),
+            FunctionCounts {
+                total: 5,
+                running: 1,
+                workers: 2,
+            },
+        );
+        status.servers_answered = 1;
+        let s = summary(&jobs, &status, 2);
+        assert_eq!(
+            s,
+            Summary {
+                jobs: 1,
+                starting: 1,
+                idle: 1,
+                busy: 1,
+                stopping: 0,
+                waiting: 4,
+                backing_off: 1,
+                servers_up: 1,
+                servers: 2,
+            }
+        );
+        assert!(all_settled(&jobs), "backing off counts as failed to start");
+        jobs.insert("C::d".to_string(), job(1));
+        assert!(!all_settled(&jobs), "C::d has no process yet");
+    }
+}
