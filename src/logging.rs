@@ -292,6 +292,9 @@ impl JsonFields {
             }
             "pid" => self.pid = Some(value),
             "job" => self.job = Some(value),
+            // Metadata of events bridged from the `log` crate, as the text
+            // format leaves them out too.
+            name if name.starts_with("log.") => {}
             name => self.other.push((name.to_string(), value)),
         }
     }

@@ -128,7 +128,15 @@ fn cargo() -> String {
 /// `cargo xtask deb --profile dev --output DIR`; returns the .deb's path.
 fn build_package(out_dir: &Path) -> PathBuf {
     let out = run(Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["deb", "--profile", "dev", "--fast", "--output"])
+        .args([
+            "deb",
+            "--profile",
+            "dev",
+            "--fast",
+            "--no-dbgsym",
+            "--strip",
+            "--output",
+        ])
         .arg(out_dir));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let deb = stdout
