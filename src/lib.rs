@@ -27,7 +27,10 @@
 //! - [`access`]: the admin token (loading, constant-time comparison) and the
 //!   rule that a door bound beyond loopback needs one.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
-//! - [`logging`]: log line format and destinations.
+//! - [`logging`]: log line formats (text, json) and destinations, and
+//!   reopening the log file after rotation.
+//! - [`notify`]: systemd notification (READY, STATUS, RELOADING, STOPPING,
+//!   WATCHDOG) when run as a `Type=notify` service.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
 
 pub mod access;
@@ -38,6 +41,7 @@ pub mod daemon;
 pub mod exec_slot;
 pub mod gearman;
 pub mod logging;
+pub mod notify;
 pub mod policy;
 pub mod protocol;
 pub mod schedule;

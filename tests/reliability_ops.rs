@@ -328,9 +328,11 @@ fn console_fuzzing_while_jobs_run_hurts_nothing() {
     // Fuzz for 3 s and at least 20 jobs, however busy the machine is.
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    wait_for(Duration::from_secs(20), "20 jobs answered while fuzzing", || {
-        (answered.load(Ordering::Relaxed) >= 20).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "20 jobs answered while fuzzing",
+        || (answered.load(Ordering::Relaxed) >= 20).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     let connections: u32 = fuzzers.into_iter().map(|f| f.join().unwrap()).sum();
     let mut payloads = Vec::new();

@@ -79,6 +79,7 @@ pub struct DriverFile {
     pub shutdown_timeout: Option<Seconds>,
     pub logfile: Option<String>,
     pub loglevel: Option<String>,
+    pub log_format: Option<crate::logging::LogFormat>,
     pub pid_file: Option<String>,
     pub daemonize: Option<bool>,
     pub user: Option<String>,

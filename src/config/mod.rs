@@ -24,6 +24,7 @@ pub use jobs::{FunctionSpec, JobSpec};
 pub use worker_file::Protocol;
 
 use crate::access::{self, AdminToken};
+use crate::logging::LogFormat;
 use driver_file::split_list;
 
 pub const DEFAULT_SERVER: &str = "localhost:4730";
@@ -55,6 +56,7 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub logfile: Option<PathBuf>,
     pub loglevel: tracing::Level,
+    pub log_format: LogFormat,
     pub pid_file: Option<PathBuf>,
     pub daemonize: bool,
     /// Worker processes run as this user (the driver must be root).
@@ -331,6 +333,7 @@ fn merge(
             .map(PathBuf::from)
             .or(file.logfile.as_deref().map(rel_file)),
         loglevel,
+        log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         pid_file: flags
             .pid_file
             .as_ref()

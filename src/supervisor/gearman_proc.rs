@@ -17,21 +17,24 @@ use tokio::process::{Child, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
+use std::sync::Arc;
+
+use crate::config::JobSpec;
+
 use super::events::{Control, Event, ExitCause, Report};
 use super::spawn::{describe_exit, signal_group};
 use super::stdio::ProcessSetup;
-use crate::logging::proc_tag;
 
 pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     let pid = setup.pid;
-    let tag = proc_tag(pid, &setup.job.name);
+    let job = setup.job.clone();
     // Its stdin stays open and unused: some workers exit on EOF.
     let _stdin = child.stdin.take();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_reports(pid, tag.clone(), stdout, setup.events.clone()));
+        tokio::spawn(read_reports(pid, job.clone(), stdout, setup.events.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(pid, job.clone(), stderr));
     }
     let _ = setup.events.send(Event::Ready { pid });
     let stop_signal = setup.job.stop_signal;
@@ -44,16 +47,18 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
             status = child.wait() => break status.ok(),
             control = setup.control.recv(), if !requested => {
                 if let Some(Control::Retire(reason)) = &control {
-                    tracing::info!("{tag} Recycling: {reason}");
+                    tracing::info!(pid, job = job.name.as_str(), "Recycling: {reason}");
                 }
                 requested = true;
-                tracing::debug!("{tag} sending {} (its stop_signal)", stop_signal.as_str());
+                tracing::debug!(pid, job = job.name.as_str(), "sending {} (its stop_signal)", stop_signal.as_str());
                 signal_group(pid, stop_signal);
                 escalation = Some((Instant::now() + setup.shutdown_timeout, Signal::SIGKILL));
             }
             _ = sleep_until(at.into()), if escalation.is_some() => {
                 tracing::warn!(
-                    "{tag} did not exit within {}s of {}; sending SIGKILL",
+                    pid,
+                    job = job.name.as_str(),
+                    "did not exit within {}s of {}; sending SIGKILL",
                     setup.shutdown_timeout.as_secs_f64(),
                     stop_signal.as_str()
                 );
@@ -80,7 +85,7 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
 
 async fn read_reports(
     pid: u32,
-    tag: String,
+    job: Arc<JobSpec>,
     stdout: ChildStdout,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -88,7 +93,7 @@ async fn read_reports(
         Some(report) => {
             let _ = events.send(Event::Report { pid, report });
         }
-        None => tracing::info!("{tag} STDOUT: {text}"),
+        None => tracing::info!(pid, job = job.name.as_str(), "STDOUT: {text}"),
     })
     .await;
 }

@@ -33,7 +33,8 @@ use crate::command::{self, Envelope, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
-use crate::logging::proc_tag;
+use crate::logging;
+use crate::notify::Notifier;
 use crate::policy::{self, Action, ProcState};
 use crate::schedule::Schedules;
 use events::{Event, ExitCause, JobOutcome, Report};
@@ -70,6 +71,8 @@ pub struct Supervisor {
     schedules: Schedules,
     /// The admin token in force, for the doors; a reload may change it.
     admin_token: tokio::sync::watch::Sender<Option<crate::access::AdminToken>>,
+    /// systemd's READY, STATUS, RELOADING, STOPPING and WATCHDOG.
+    notify: Notifier,
 }
 
 /// Why the loop ended.
@@ -109,6 +112,7 @@ impl Supervisor {
             watched_dirty: true,
             schedules,
             admin_token,
+            notify: Notifier::from_env(),
         }
     }
 
@@ -137,6 +141,7 @@ impl Supervisor {
         self.schedules.spawn();
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = self.notify.watchdog_timer();
 
         tracing::info!(
             "gearman-driver {} started: {} job(s), servers {}, console {}",
@@ -173,7 +178,11 @@ impl Supervisor {
                     self.on_request(envelope);
                     self.reconcile(false);
                 }
-                _ = tick.tick() => self.poll_now.notify_one(),
+                _ = tick.tick() => {
+                    self.poll_now.notify_one();
+                    self.notify.status(|| pools::summary(&self.jobs, &self.status, self.servers.len()));
+                }
+                _ = watchdog.tick() => self.notify.watchdog(),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -186,6 +195,8 @@ impl Supervisor {
                 }
                 _ = sleep_until(wake_at.into()) => self.reconcile(false),
             }
+            self.notify
+                .ready_once(|| !self.shutting_down && pools::all_settled(&self.jobs));
             if self.shutting_down && self.owner.is_empty() {
                 tracing::info!("all processes stopped; exiting");
                 return Ok(Exit::Clean);
@@ -235,6 +246,7 @@ impl Supervisor {
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         self.schedules.stop();
+        self.notify.stopping();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -332,7 +344,6 @@ impl Supervisor {
         let Some(proc) = job.procs.remove(&pid) else {
             return;
         };
-        let tag = proc_tag(pid, &name);
         let described = status
             .as_ref()
             .map(spawn::describe_exit)
@@ -342,11 +353,18 @@ impl Supervisor {
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
             ExitCause::Stopped { signal } => match &status {
-                Some(status) => tracing::info!("{tag} {}", spawn::describe_stop(status, signal)),
-                None => tracing::info!("{tag} {code}"),
+                Some(status) => {
+                    tracing::info!(
+                        pid,
+                        job = name.as_str(),
+                        "{}",
+                        spawn::describe_stop(status, signal)
+                    )
+                }
+                None => tracing::info!(pid, job = name.as_str(), "{code}"),
             },
-            ExitCause::Requested => tracing::info!("{tag} {code}"),
-            _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
+            ExitCause::Requested => tracing::info!(pid, job = name.as_str(), "{code}"),
+            _ if by_console || shutting_down => tracing::info!(pid, job = name.as_str(), "{code}"),
             ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
                 let quick = proc.started.elapsed() < CRASH_WINDOW;
                 job.record_error(&why);
@@ -359,13 +377,15 @@ impl Supervisor {
                 if quick {
                     let delay = job.note_quick_failure();
                     tracing::warn!(
-                        "{tag} {event}; within {}s of its start, next start in {}s",
+                        pid,
+                        job = name.as_str(),
+                        "{event}; within {}s of its start, next start in {}s",
                         CRASH_WINDOW.as_secs(),
                         delay.as_secs()
                     );
                 } else {
                     job.failures = 0;
-                    tracing::warn!("{tag} {event}");
+                    tracing::warn!(pid, job = name.as_str(), "{event}");
                 }
             }
         }
@@ -541,8 +561,9 @@ impl Supervisor {
                 let note = stopping::stop_note(&job.spec);
                 if let Some(proc) = job.procs.get_mut(&pid) {
                     tracing::info!(
-                        "{} Process stopped (idle {}s){note}",
-                        proc_tag(pid, name),
+                        pid,
+                        job = name,
+                        "Process stopped (idle {}s){note}",
                         idle_for.as_secs()
                     );
                     proc.stop();
@@ -554,7 +575,7 @@ impl Supervisor {
                 };
                 let what = stopping::busy_stop(&job.spec);
                 if let Some(proc) = job.procs.get_mut(&pid) {
-                    tracing::info!("{} {what}", proc_tag(pid, name));
+                    tracing::info!(pid, job = name, "{what}");
                     proc.stop();
                 }
             }
@@ -573,7 +594,7 @@ impl Supervisor {
                 let why = format!("cannot start {}: {err}", spec.command[0]);
                 job.record_error(&why);
                 let delay = job.note_quick_failure();
-                tracing::error!("[{name}] {why}; next start in {}s", delay.as_secs());
+                tracing::error!(job = name, "{why}; next start in {}s", delay.as_secs());
                 return false;
             }
         };
@@ -593,7 +614,7 @@ impl Supervisor {
         };
         job.procs.insert(pid, Proc::new(control_tx));
         self.owner.insert(pid, name.to_string());
-        tracing::info!("{} Process started", proc_tag(pid, name));
+        tracing::info!(pid, job = name, "Process started");
         true
     }
 
@@ -603,11 +624,21 @@ impl Supervisor {
         let _ = envelope.reply.send(answer);
     }
 
+    /// HUP and the console's `reload`: reopens the log file (logrotate may
+    /// have moved it), then reloads, telling systemd around it.
+    pub fn reload(&mut self) -> ReloadOutcome {
+        logging::reopen();
+        self.notify.reloading();
+        let outcome = self.reload_files();
+        self.notify.reloaded();
+        outcome
+    }
+
     /// Re-reads the config and worker files. Unchanged jobs keep their
     /// processes; changed ones get new processes (old ones stop after their
     /// current job); removed ones stop. A config that fails validation
     /// changes nothing.
-    pub fn reload(&mut self) -> ReloadOutcome {
+    fn reload_files(&mut self) -> ReloadOutcome {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
             Err(errors) => {
@@ -717,7 +748,8 @@ impl Pools for Supervisor {
                 job.max = max;
             }
             tracing::info!(
-                "[{name}] processes set to min {} max {} from the console",
+                job = name,
+                "processes set to min {} max {} from the console",
                 job.min,
                 job.max
             );
@@ -791,11 +823,13 @@ async fn poll_loop(
 
 async fn run_unknown_job_command(argv: Vec<String>, row: String) {
     use tokio::io::AsyncWriteExt;
-    let child = tokio::process::Command::new(&argv[0])
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    spawn::hide_service_manager(&mut command);
+    let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(err) => return tracing::error!("unknown_job_command {}: {err}", argv[0]),

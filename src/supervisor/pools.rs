@@ -12,6 +12,7 @@ use super::BACKOFF_MAX;
 use crate::command::{JobRow, ProcRow};
 use crate::config::JobSpec;
 use crate::gearman::status::StatusSnapshot;
+use crate::notify::Summary;
 use crate::policy::{ProcState, ProcView};
 
 pub struct Job {
@@ -142,6 +143,17 @@ impl Job {
         }
     }
 
+    /// Start-up is over for this job: its `min_processes` are ready, or
+    /// starting them failed (spawn error, crash loop, no READY in time).
+    pub fn settled(&self) -> bool {
+        let ready = self
+            .procs
+            .values()
+            .filter(|p| matches!(p.state, ProcState::Idle { .. } | ProcState::Busy))
+            .count();
+        self.removed || ready >= self.min as usize || self.failures > 0
+    }
+
     pub fn row(&self, name: &str) -> JobRow {
         JobRow {
             name: name.to_string(),
@@ -226,6 +238,37 @@ impl Proc {
     }
 }
 
+/// Every job is [`Job::settled`]: time for systemd's READY.
+pub fn all_settled(jobs: &BTreeMap<String, Job>) -> bool {
+    jobs.values().all(Job::settled)
+}
+
+/// The line systemd shows as the service's status.
+pub fn summary(jobs: &BTreeMap<String, Job>, status: &StatusSnapshot, servers: usize) -> Summary {
+    let now = Instant::now();
+    let mut summary = Summary {
+        servers_up: status.servers_answered,
+        servers,
+        ..Summary::default()
+    };
+    for job in jobs.values().filter(|j| !j.removed) {
+        summary.jobs += 1;
+        summary.waiting += job.queue(status).0;
+        if job.blocked_until.is_some_and(|t| t > now) {
+            summary.backing_off += 1;
+        }
+        for proc in job.procs.values() {
+            match proc.state {
+                ProcState::Starting => summary.starting += 1,
+                ProcState::Idle { .. } => summary.idle += 1,
+                ProcState::Busy => summary.busy += 1,
+                ProcState::Stopping => summary.stopping += 1,
+            }
+        }
+    }
+    summary
+}
+
 /// Resident memory of a process, from /proc.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -245,6 +288,14 @@ mod tests {
         Job::new(Arc::new(JobSpec {
             max_processes: 2,
             ..JobSpec::for_test("J::f", Protocol::Stdio)
+        }))
+    }
+
+    fn job_min(min: u32) -> Job {
+        Job::new(Arc::new(JobSpec {
+            min_processes: min,
+            max_processes: min.max(1),
+            ..JobSpec::for_test("A::b", Protocol::Stdio)
         }))
     }
 
@@ -279,5 +330,77 @@ mod tests {
         job.forget_taken_before(later.requested_at);
         assert_eq!(job.taken.len(), 1, "the take after the poll still counts");
         assert_eq!(job.waiting(&later), 0);
+    }
+
+    fn add(job: &mut Job, pid: u32, state: ProcState) {
+        let (control, _) = mpsc::unbounded_channel();
+        let mut proc = Proc::new(control);
+        proc.state = state;
+        job.procs.insert(pid, proc);
+    }
+
+    #[test]
+    fn settled_once_min_processes_are_ready_or_starting_failed() {
+        assert!(job_min(0).settled());
+        let mut two = job_min(2);
+        add(&mut two, 1, ProcState::Starting);
+        add(&mut two, 2, ProcState::Busy);
+        assert!(!two.settled(), "one still starting");
+        add(&mut two, 3, ProcState::Stopping);
+        assert!(!two.settled(), "a stopping process does not count");
+        two.procs.get_mut(&1).unwrap().state = ProcState::Idle {
+            since: Instant::now(),
+        };
+        assert!(two.settled());
+
+        let mut failing = job_min(1);
+        assert!(!failing.settled());
+        failing.note_quick_failure();
+        assert!(failing.settled(), "a crash loop does not hold start-up");
+    }
+
+    #[test]
+    fn summary_counts_states_waiting_and_servers() {
+        let mut jobs = BTreeMap::new();
+        let mut a = job_min(1);
+        add(&mut a, 1, ProcState::Busy);
+        add(
+            &mut a,
+            2,
+            ProcState::Idle {
+                since: Instant::now(),
+            },
+        );
+        add(&mut a, 3, ProcState::Starting);
+        a.note_quick_failure();
+        jobs.insert("A::b".to_string(), a);
+        let mut status = StatusSnapshot::default();
+        status.functions.insert(
+            "A::b".into(),
+            FunctionCounts {
+                total: 5,
+                running: 1,
+                workers: 2,
+            },
+        );
+        status.servers_answered = 1;
+        let s = summary(&jobs, &status, 2);
+        assert_eq!(
+            s,
+            Summary {
+                jobs: 1,
+                starting: 1,
+                idle: 1,
+                busy: 1,
+                stopping: 0,
+                waiting: 4,
+                backing_off: 1,
+                servers_up: 1,
+                servers: 2,
+            }
+        );
+        assert!(all_settled(&jobs), "backing off counts as failed to start");
+        jobs.insert("C::d".to_string(), job_min(1));
+        assert!(!all_settled(&jobs), "C::d has no process yet");
     }
 }

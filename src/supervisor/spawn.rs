@@ -54,10 +54,19 @@ fn exec_timeouts(job: &JobSpec) -> String {
 
 pub const EXEC_TIMEOUTS_ENV: &str = "GEARMAN_DRIVER_EXEC_TIMEOUTS";
 
+/// Leaves systemd's notification variables out of a child's environment
+/// (a worker file's `env` may still set them on purpose).
+pub fn hide_service_manager(cmd: &mut Command) {
+    for var in crate::notify::SERVICE_MANAGER_ENV {
+        cmd.env_remove(var);
+    }
+}
+
 /// Spawns one process of `job` with piped stdio.
 pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
     let argv = effective_argv(job)?;
     let mut cmd = Command::new(&argv[0]);
+    hide_service_manager(&mut cmd);
     cmd.args(&argv[1..])
         .current_dir(&job.dir)
         .envs(&job.env)

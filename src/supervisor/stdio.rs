@@ -29,7 +29,6 @@ use super::events::{Control, Event, ExitCause, JobOutcome};
 use super::spawn::{describe_exit, signal_group};
 use crate::config::{JobSpec, Protocol};
 use crate::gearman::{self, arg, GearmanError, Link, Packet, PacketType};
-use crate::logging::proc_tag;
 use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 
 /// Jobs up to this size (header and workload) are written to the worker in
@@ -103,7 +102,6 @@ enum Wake {
 }
 
 struct StdioProcess {
-    tag: String,
     setup: ProcessSetup,
     child: Child,
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
@@ -129,11 +127,14 @@ struct StdioProcess {
 
 /// Runs the process until it has exited and been reaped.
 pub async fn run(setup: ProcessSetup, mut child: Child) {
-    let tag = proc_tag(setup.pid, &setup.job.name);
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(
+            setup.pid,
+            setup.job.clone(),
+            stderr,
+        ));
     }
     let servers = setup
         .servers
@@ -149,7 +150,6 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     let (connects_tx, connects_rx) = mpsc::unbounded_channel();
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
-        tag,
         child,
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
@@ -188,6 +188,11 @@ async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet
 }
 
 impl StdioProcess {
+    /// The `job` field of this process's log lines.
+    fn job(&self) -> &str {
+        &self.setup.job.name
+    }
+
     async fn run(&mut self) {
         loop {
             if let Some(frame) = self.early_frames.pop_front() {
@@ -357,7 +362,7 @@ impl StdioProcess {
         for i in 0..self.servers.len() {
             self.connect_server(i);
         }
-        tracing::debug!("{} ready", self.tag);
+        tracing::debug!(pid = self.setup.pid, job = self.job(), "ready");
         self.send_event(Event::Ready {
             pid: self.setup.pid,
         });
@@ -414,8 +419,9 @@ impl StdioProcess {
             }
             Err(err) => {
                 tracing::debug!(
-                    "{} cannot reach gearmand {}: {err}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "cannot reach gearmand {}: {err}",
                     self.servers[i].addr
                 );
                 self.schedule_reconnect(i);
@@ -498,8 +504,9 @@ impl StdioProcess {
             }
             PacketType::Error => {
                 tracing::warn!(
-                    "{} gearmand {} answered ERROR {}: {}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "gearmand {} answered ERROR {}: {}",
                     self.servers[i].addr,
                     String::from_utf8_lossy(&arg(&packet, 0)),
                     String::from_utf8_lossy(&arg(&packet, 1))
@@ -521,8 +528,9 @@ impl StdioProcess {
         self.next_server = (server + 1) % self.servers.len();
         let Some(spec) = self.setup.job.function(&function).cloned() else {
             tracing::warn!(
-                "{} was assigned unknown function {}",
-                self.tag,
+                pid = self.setup.pid,
+                job = self.job(),
+                "was assigned unknown function {}",
                 String::from_utf8_lossy(&function)
             );
             self.send_to(server, Packet::request(PacketType::WorkFail, vec![handle]))
@@ -629,7 +637,11 @@ impl StdioProcess {
 
     fn retire(&mut self, reason: String) {
         if self.retire_reason.is_none() && !self.stop_requested {
-            tracing::info!("{} Recycling: {reason}", self.tag);
+            tracing::info!(
+                pid = self.setup.pid,
+                job = self.job(),
+                "Recycling: {reason}"
+            );
             self.send_event(Event::Retiring {
                 pid: self.setup.pid,
                 reason: reason.clone(),
@@ -685,16 +697,18 @@ impl StdioProcess {
 
     fn protocol_error(&mut self, message: String) {
         tracing::error!(
-            "{} Protocol error: {message}; killing the process",
-            self.tag
+            pid = self.setup.pid,
+            job = self.job(),
+            "Protocol error: {message}; killing the process"
         );
         self.kill_now(ExitCause::Unexpected(format!("protocol error: {message}")));
     }
 
     fn server_lost(&mut self, i: usize) {
         tracing::debug!(
-            "{} lost its connection to gearmand {}",
-            self.tag,
+            pid = self.setup.pid,
+            job = self.job(),
+            "lost its connection to gearmand {}",
             self.servers[i].addr
         );
         self.schedule_reconnect(i);
@@ -710,7 +724,11 @@ impl StdioProcess {
         match &self.phase {
             Phase::Starting { deadline } if now >= *deadline => {
                 let secs = self.setup.job.start_timeout.as_secs();
-                tracing::error!("{} No READY within {secs}s; killing the process", self.tag);
+                tracing::error!(
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "No READY within {secs}s; killing the process"
+                );
                 signal_group(self.setup.pid, Signal::SIGKILL);
                 self.cause = Some(ExitCause::StartFailed(format!("no READY within {secs}s")));
                 self.phase = Phase::Draining {
@@ -727,8 +745,7 @@ impl StdioProcess {
                 }
                 if self.shutdown_deadline.is_some_and(|d| now >= d) {
                     tracing::warn!(
-                        "{} Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
-                        self.tag,
+                        pid = self.setup.pid, job = self.job(), "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
                         self.setup.shutdown_timeout.as_secs_f64()
                     );
                     return self.kill_now(ExitCause::Requested);
@@ -740,8 +757,9 @@ impl StdioProcess {
             } if now >= *signal_at => {
                 let sig = *sig;
                 tracing::warn!(
-                    "{} did not exit in time; sending {}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "did not exit in time; sending {}",
                     sig.as_str()
                 );
                 signal_group(self.setup.pid, sig);
@@ -775,7 +793,11 @@ impl StdioProcess {
 
     async fn time_out(&mut self, limit: Duration) {
         let message = format!("timeout after {}s", limit.as_secs());
-        tracing::warn!("{} Job {message}; killing the process", self.tag);
+        tracing::warn!(
+            pid = self.setup.pid,
+            job = self.job(),
+            "Job {message}; killing the process"
+        );
         self.fail_in_flight(message.as_bytes()).await;
         self.send_event(Event::JobEnded {
             pid: self.setup.pid,
@@ -789,8 +811,9 @@ impl StdioProcess {
             return status.ok();
         }
         tracing::warn!(
-            "{} closed its stdout but kept running; killing it",
-            self.tag
+            pid = self.setup.pid,
+            job = self.job(),
+            "closed its stdout but kept running; killing it"
         );
         signal_group(self.setup.pid, Signal::SIGKILL);
         self.child.wait().await.ok()
@@ -813,8 +836,9 @@ impl StdioProcess {
             }
             (None, Phase::Busy(_)) => {
                 tracing::warn!(
-                    "{} died with a job in flight; gearmand will retry it",
-                    self.tag
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "died with a job in flight; gearmand will retry it"
                 );
                 ExitCause::Unexpected(format!("{described} while running a job"))
             }

@@ -242,17 +242,34 @@ impl Driver {
         namespaces: &str,
         extra: &[&str],
     ) -> Driver {
+        Self::start_with_env(lib, servers, namespaces, extra, &[])
+    }
+
+    /// As [`Driver::start_with_servers`], with these environment variables.
+    pub fn start_with_env(
+        lib: &Lib,
+        servers: &str,
+        namespaces: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Driver {
         // A port found free may be bound by another test first; then this
         // driver exits with "cannot listen" and another port is tried.
         for _ in 0..5 {
-            if let Some(driver) = Self::try_start(lib, servers, namespaces, extra) {
+            if let Some(driver) = Self::try_start(lib, servers, namespaces, extra, env) {
                 return driver;
             }
         }
         panic!("gearman-driver could not get a console port of its own");
     }
 
-    fn try_start(lib: &Lib, servers: &str, namespaces: &str, extra: &[&str]) -> Option<Driver> {
+    fn try_start(
+        lib: &Lib,
+        servers: &str,
+        namespaces: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Driver> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("driver.log");
         let console_port = free_port();
@@ -269,6 +286,7 @@ impl Driver {
             .arg("--logfile")
             .arg(&log)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
