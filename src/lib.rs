@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`config`]: the driver config file and command line, worker files,
+//!   Perl worker classes (described by the Perl side in `workers/perl`),
 //!   namespaces, and every validation; produces the job table.
 //! - [`protocol`]: the stdio worker protocol as the supervisor sees it
 //!   (framing of `JOB` headers and of the worker's answers).
@@ -17,18 +18,26 @@
 //! - [`supervisor`]: pools and processes: spawning, the per-process grab loop,
 //!   reaping, crash-loop backoff, signals and shutdown. All side effects of the
 //!   policy happen here.
+//! - [`schedule`]: scheduled jobs (`[[schedule]]`): next-run computation,
+//!   the scheduler task, background submission to gearmand.
 //! - [`command`]: the one command layer behind the console and the HTTP
 //!   API: a request type, its validation and execution, and the answers.
 //! - [`console`]: the telnet management console (server side): its line
-//!   syntax and the connections.
+//!   syntax, the `auth` gate, and the connections on TCP and a Unix socket.
+//! - [`access`]: the admin token (loading, constant-time comparison) and the
+//!   rule that a door bound beyond loopback needs one.
 //! - [`http`]: the HTTP listener on a thread of its own: `/metrics`,
 //!   `/api/status`, `/healthz` and the write endpoints.
 //! - [`metrics`]: the Prometheus metrics, derived from the supervisor's
 //!   events and polls.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
-//! - [`logging`]: log line format and destinations.
+//! - [`logging`]: log line formats (text, json) and destinations, and
+//!   reopening the log file after rotation.
+//! - [`notify`]: systemd notification (READY, STATUS, RELOADING, STOPPING,
+//!   WATCHDOG) when run as a `Type=notify` service.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
 
+pub mod access;
 pub mod command;
 pub mod config;
 pub mod console;
@@ -38,6 +47,8 @@ pub mod gearman;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod protocol;
+pub mod schedule;
 pub mod supervisor;

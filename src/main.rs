@@ -3,17 +3,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use gearman_driver::config::{self, Cli, Command, RunFlags};
-use gearman_driver::{console, daemon, exec_slot, http, logging, supervisor};
+use gearman_driver::{console, daemon, exec_slot, http, logging, schedule, supervisor};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match cli.command {
-        Some(Command::Check(flags)) => check(&flags),
+        Some(Command::Check) => check(&cli.flags),
         Some(Command::ExecSlot { command }) => ExitCode::from(exec_slot::main(command) as u8),
-        Some(Command::Run(flags)) => run(flags),
-        None => run(cli.run),
+        Some(Command::Run) | None => run(cli.flags),
     }
 }
 
@@ -21,6 +19,10 @@ fn check(flags: &RunFlags) -> ExitCode {
     match config::load(flags) {
         Ok(loaded) => {
             print!("{}", config::job_table(&loaded.jobs));
+            if !loaded.settings.schedules.is_empty() {
+                let now = chrono::Utc::now();
+                print!("\n{}", schedule::table(&loaded.settings.schedules, now));
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -50,7 +52,11 @@ fn run(flags: RunFlags) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if let Err(err) = logging::init(settings.loglevel, settings.logfile.as_deref()) {
+    if let Err(err) = logging::init(
+        settings.loglevel,
+        settings.logfile.as_deref(),
+        settings.log_format,
+    ) {
         eprintln!("error: cannot open log file: {err}");
         return ExitCode::from(1);
     }
@@ -83,20 +89,9 @@ fn run(flags: RunFlags) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let listener = if settings.console_port == 0 {
-            None
-        } else {
-            match console::bind(&settings.console_bind, settings.console_port).await {
-                Ok(l) => Some(l),
-                Err(err) => {
-                    let msg = format!(
-                        "cannot listen on {}:{} for the console: {err} (set console_port, or 0 to disable it)",
-                        settings.console_bind, settings.console_port
-                    );
-                    return Err(msg);
-                }
-            }
-        };
+        // The socket file lives as long as the supervisor runs, and is
+        // removed when it returns, cleanly or not.
+        let (console, _socket_file) = console::bind_all(&settings).await?;
         let http = match &settings.http_bind {
             None => None,
             Some(addr) => match http::bind(addr) {
@@ -111,8 +106,11 @@ fn run(flags: RunFlags) -> ExitCode {
                 }
             },
         };
-        let doors = supervisor::Doors { console: listener, http };
-        supervisor::Supervisor::new(loaded, flags).run(doors).await.map_err(|e| e.to_string())
+        let doors = supervisor::Doors { console, http };
+        supervisor::Supervisor::new(loaded, flags)
+            .run(doors)
+            .await
+            .map_err(|e| e.to_string())
     });
     drop(pid_file);
     // Process tasks may still hold pipes; do not wait for them.

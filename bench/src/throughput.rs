@@ -220,7 +220,6 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
     }
 }
 
-/// One measurement on a fresh gearmand: jobs per second.
 /// One measurement's figures.
 struct Measured {
     rate: f64,
@@ -228,20 +227,13 @@ struct Measured {
     driver_cpu_per_job: Option<f64>,
 }
 
+/// One measurement on a fresh gearmand.
 fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
     let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
-    gearmand
-        .admin()?
-        .wait_workers(&workers.function, PROCESSES as u64, Duration::from_secs(60))?;
-    let warm_up = (jobs / 10).clamp(100, 1_000);
-    load(&gearmand.addr(), &workers.function, warm_up)?.verify()?;
     let driver = workers._driver.as_ref().map(|d| d.pid());
-    let cpu_before = driver.map(cpu_time).transpose()?;
-    let result = load(&gearmand.addr(), &workers.function, jobs)?;
-    result.verify()?;
-    let cpu_after = driver.map(cpu_time).transpose()?;
+    let measured = measure_rate(&gearmand, &workers.function, jobs, driver)?;
     if let Some(scraper) = &workers.scraper {
         let failures = scraper.failures.load(Ordering::Relaxed);
         if failures > 0 {
@@ -251,6 +243,32 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
             bail!("the driver's HTTP listener was never scraped");
         }
     }
+    Ok(measured)
+}
+
+/// Jobs per second of `function` once [`PROCESSES`] workers serve it: a
+/// warm-up batch, then `jobs` reverse jobs, every result checked.
+pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
+    Ok(measure_rate(gearmand, function, jobs, None)?.rate)
+}
+
+/// As [`rate`], with the CPU the supervisor `driver` (a PID) spent per job
+/// over the measured batch.
+fn measure_rate(
+    gearmand: &Gearmand,
+    function: &str,
+    jobs: usize,
+    driver: Option<u32>,
+) -> Result<Measured> {
+    gearmand
+        .admin()?
+        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
+    let warm_up = (jobs / 10).clamp(100, 1_000);
+    load(&gearmand.addr(), function, warm_up)?.verify()?;
+    let cpu_before = driver.map(cpu_time).transpose()?;
+    let result = load(&gearmand.addr(), function, jobs)?;
+    result.verify()?;
+    let cpu_after = driver.map(cpu_time).transpose()?;
     let driver_cpu_per_job = cpu_before
         .zip(cpu_after)
         .map(|(before, after)| (after - before).as_secs_f64() / jobs as f64);
@@ -321,11 +339,16 @@ fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Resu
     }
 }
 
+/// [`PROCESSES`] copies of a worker that speaks Gearman itself, stopped when dropped.
+pub fn spawn_copies_of(cmd: &mut Command, name: &str, dir: &Path) -> Result<Vec<Guard>> {
+    quiet(cmd, &dir.join("workers.stderr"))?;
+    (0..PROCESSES)
+        .map(|_| Guard::spawn(cmd, name, None))
+        .collect()
+}
+
 fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
-    quiet(&mut cmd, &dir.join("workers.stderr"))?;
-    let guards = (0..PROCESSES)
-        .map(|_| Guard::spawn(&mut cmd, name, None))
-        .collect::<Result<Vec<_>>>()?;
+    let guards = spawn_copies_of(&mut cmd, name, dir)?;
     Ok(Workers {
         function: "reverse".into(),
         scraper: None,

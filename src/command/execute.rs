@@ -29,6 +29,7 @@ pub fn execute(pools: &mut dyn Pools, request: &Request) -> Answer {
             Answer::Ok
         }
         Request::Version => Answer::Text(vec![version()]),
+        Request::Schedules => Answer::Schedules(pools.schedules()),
         Request::Help => Answer::Text(help()),
         Request::Quit => Answer::Close,
         Request::Unknown { command } => Answer::failed(ErrorKind::UnknownCommand, command),
@@ -67,7 +68,15 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("reload", "re-read the config and worker files (as SIGHUP)"),
     ("version", "the running gearman-driver's version"),
+    (
+        "schedules",
+        "one line per [[schedule]]: name, next run, last run and its result",
+    ),
     ("help", "this list"),
+    (
+        "auth <token>",
+        "prove the admin token (first, on TCP, when admin_token_file is set)",
+    ),
     ("quit", "close this connection"),
     ("shutdown", "stop the supervisor (as SIGTERM)"),
 ];

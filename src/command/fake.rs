@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::view::{JobView, Overview, StateCounts};
 use super::{JobRow, Pools, ProcRow, ReloadOutcome};
+use crate::schedule::ScheduleState;
 
 /// Pools in memory, for the command layer's and the doors' unit tests.
 #[derive(Default)]
@@ -11,6 +12,7 @@ pub struct FakePools {
     pub jobs: BTreeMap<String, (u32, u32, Vec<u32>)>,
     pub killed: Vec<u32>,
     pub shut: bool,
+    pub schedules: Vec<ScheduleState>,
 }
 
 impl FakePools {
@@ -93,5 +95,8 @@ impl Pools for FakePools {
     }
     fn reload(&mut self) -> ReloadOutcome {
         ReloadOutcome::Applied(vec!["nothing changed".into()])
+    }
+    fn schedules(&self) -> Vec<ScheduleState> {
+        self.schedules.clone()
     }
 }

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::schedule::ScheduleState;
+
 pub use execute::{audit, execute, version};
 pub use view::Overview;
 
@@ -87,6 +89,8 @@ pub enum Request {
     Reload,
     Shutdown,
     Version,
+    /// The `[[schedule]]` entries: next run, last run and its result.
+    Schedules,
     Help,
     Quit,
     Unknown {
@@ -136,6 +140,7 @@ impl fmt::Display for Request {
             Request::Reload => write!(f, "reload"),
             Request::Shutdown => write!(f, "shutdown"),
             Request::Version => write!(f, "version"),
+            Request::Schedules => write!(f, "schedules"),
             Request::Help => write!(f, "help"),
             Request::Quit => write!(f, "quit"),
             Request::Unknown { command } => write!(f, "{command}"),
@@ -158,6 +163,8 @@ pub enum ErrorKind {
     UnknownCommand,
     /// A reload whose configuration has errors.
     InvalidConfig,
+    /// Refused by a door: no or a wrong admin token.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -168,7 +175,7 @@ impl ErrorKind {
             ErrorKind::InvalidJobName => Some("invalid_job_name"),
             ErrorKind::InvalidValue => Some("invalid_value"),
             ErrorKind::UnknownCommand => Some("unknown_command"),
-            ErrorKind::InvalidConfig => None,
+            ErrorKind::InvalidConfig | ErrorKind::Unauthorized => None,
         }
     }
 }
@@ -206,6 +213,7 @@ pub enum Answer {
     },
     Processes(Vec<ProcRow>),
     Overview(Box<Overview>),
+    Schedules(Vec<ScheduleState>),
     /// `quit`: the door closes the conversation.
     Close,
     /// Failed; `details` are further lines (a rejected reload's errors).
@@ -274,6 +282,8 @@ pub trait Pools {
     fn overview(&mut self) -> Overview;
     fn shutdown(&mut self);
     fn reload(&mut self) -> ReloadOutcome;
+    /// Every schedule, sorted by name.
+    fn schedules(&self) -> Vec<ScheduleState>;
 }
 
 /// Whether the supervisor is still supervising; set by the supervisor,

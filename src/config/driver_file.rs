@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::error::ConfigError;
 use super::worker_file::CommandSpec;
+use crate::schedule::Priority;
 
 /// A list that may be written as one string (commas allowed) or an array.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -78,14 +80,38 @@ pub struct DriverFile {
     pub shutdown_timeout: Option<Seconds>,
     pub logfile: Option<String>,
     pub loglevel: Option<String>,
+    pub log_format: Option<crate::logging::LogFormat>,
     pub pid_file: Option<String>,
     pub daemonize: Option<bool>,
     pub user: Option<String>,
+    pub admin_token_file: Option<String>,
+    pub console_socket: Option<String>,
+    pub console_max_connections: Option<usize>,
+    pub insecure_bind: Option<bool>,
     pub unknown_job_command: Option<CommandSpec>,
+    pub perl_lib: Option<String>,
     #[serde(default)]
     pub worker_options: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
+    /// `[[schedule]]` entries, validated by [`super::schedules::resolve`].
+    #[serde(default)]
+    pub schedule: Vec<Spanned<RawSchedule>>,
+}
+
+/// One `[[schedule]]` entry as written; spans locate the errors found later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub name: Spanned<String>,
+    pub cron: Option<Spanned<String>>,
+    pub every: Option<Spanned<String>>,
+    pub function: Spanned<String>,
+    pub workload: Option<Spanned<String>>,
+    pub workload_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub priority: Priority,
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl DriverFile {

@@ -5,7 +5,11 @@
 pub mod cli;
 pub mod driver_file;
 pub mod error;
+pub mod isolation;
 pub mod jobs;
+pub mod perl;
+pub mod schedules;
+pub mod stop_signal;
 pub mod worker_file;
 
 use std::collections::BTreeMap;
@@ -19,11 +23,14 @@ pub use error::{ConfigError, ConfigErrors};
 pub use jobs::{FunctionSpec, JobSpec};
 pub use worker_file::Protocol;
 
+use crate::access::{self, AdminToken};
+use crate::logging::LogFormat;
 use driver_file::split_list;
 
 pub const DEFAULT_SERVER: &str = "localhost:4730";
 pub const DEFAULT_GEARMAN_PORT: u16 = 4730;
 pub const DEFAULT_CONSOLE_PORT: u16 = 47300;
+pub const DEFAULT_CONSOLE_MAX_CONNECTIONS: usize = 64;
 
 /// The driver's resolved settings: file keys, then flags over them.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,20 +42,34 @@ pub struct Settings {
     pub lib: Vec<PathBuf>,
     pub console_port: u16,
     pub console_bind: String,
+    /// The console also on this Unix socket.
+    pub console_socket: Option<PathBuf>,
+    /// Connections each console listener serves at once.
+    pub console_max_connections: usize,
     /// Where the HTTP listener binds (`host:port`); None: off.
     pub http_bind: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    /// The token from `admin_token_file`: the TCP console and HTTP writes need it.
+    pub admin_token: Option<AdminToken>,
+    /// Listen beyond loopback without a token all the same.
+    pub insecure_bind: bool,
     pub interval: Duration,
     pub max_idle_time: Duration,
     pub shutdown_timeout: Duration,
     pub logfile: Option<PathBuf>,
     pub loglevel: tracing::Level,
+    pub log_format: LogFormat,
     pub pid_file: Option<PathBuf>,
     pub daemonize: bool,
     /// Worker processes run as this user (the driver must be root).
     pub user: Option<String>,
     pub unknown_job_command: Option<Vec<String>>,
+    /// Where the Perl side of the driver is (`perl_lib`), if set.
+    pub perl_lib: Option<PathBuf>,
     pub worker_options: BTreeMap<String, toml::Table>,
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
+    /// `[[schedule]]` entries, validated.
+    pub schedules: Vec<crate::schedule::ScheduleSpec>,
 }
 
 /// Everything a run needs: settings and the job table.
@@ -67,27 +88,52 @@ pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
         worker_options: &settings.worker_options,
         runtime_attributes: &settings.job_runtime_attributes,
         config_file: settings.config_file.as_deref(),
+        default_user: settings.user.as_deref(),
+        servers: &settings.servers,
+        perl_lib: settings.perl_lib.as_deref(),
     })?;
     Ok(Loaded { settings, jobs })
 }
 
 /// Settings alone: the config file and flags, without reading worker files.
 pub fn load_settings(flags: &RunFlags) -> Result<Settings, ConfigErrors> {
-    let (file, base_dir) = match &flags.config {
+    let (file, base_dir, source) = match &flags.config {
         Some(path) => {
             let source = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new(format!("cannot read config file: {e}")).in_file(path)
             })?;
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (DriverFile::parse(path, &source)?, base)
+            (DriverFile::parse(path, &source)?, base, source)
         }
-        None => (DriverFile::default(), PathBuf::new()),
+        None => (DriverFile::default(), PathBuf::new(), String::new()),
     };
-    merge(flags, file, &base_dir)
+    merge(flags, file, &base_dir, &source)
 }
 
-fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings, ConfigErrors> {
+/// Flags over the file's keys. `source` is the file's text (empty without a
+/// file), for the lines of errors found after parsing.
+fn merge(
+    flags: &RunFlags,
+    file: DriverFile,
+    base_dir: &Path,
+    source: &str,
+) -> Result<Settings, ConfigErrors> {
     let mut errors = ConfigErrors::default();
+    let schedules = match &flags.config {
+        Some(path) => schedules::resolve(
+            &file.schedule,
+            &schedules::Source {
+                file: path,
+                text: source,
+                base_dir,
+            },
+        )
+        .unwrap_or_else(|found| {
+            errors.0.extend(found.0);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     let cfg_err = |key: &str, msg: String| {
         let mut e = ConfigError::new(msg).at_key(key);
         if let Some(path) = &flags.config {
@@ -233,25 +279,69 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
 
     let user = flags.user.clone().or(file.user.clone());
     if let Some(name) = &user {
-        if let Err(msg) = resolve_user(name) {
+        if let Err((_, msg)) = isolation::identity(Some(name), None, isolation::Me::current()) {
             errors.push(cfg_err("user", msg));
         }
     }
+
+    let console_port = flags
+        .console_port
+        .or(file.console_port)
+        .unwrap_or(DEFAULT_CONSOLE_PORT);
+    let console_bind = flags
+        .console_bind
+        .clone()
+        .or(file.console_bind.clone())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let admin_token_file = flags
+        .admin_token_file
+        .clone()
+        .or(file.admin_token_file.as_deref().map(rel_file));
+    let admin_token = admin_token_file.as_deref().and_then(|path| {
+        AdminToken::load(path)
+            .map_err(|msg| errors.push(cfg_err("admin_token_file", msg)))
+            .ok()
+    });
+    let insecure_bind = flags.insecure_bind || file.insecure_bind.unwrap_or(false);
+    // Every door that listens on TCP.
+    let mut binds = Vec::new();
+    if console_port != 0 {
+        binds.push(("console_bind", console_bind.as_str()));
+    }
+    if let Some(addr) = &http_bind {
+        binds.push(("http_bind", addr.as_str()));
+    }
+    let token_set = admin_token_file.is_some();
+    for (key, msg) in access::exposed_binds(&binds, token_set, insecure_bind) {
+        errors.push(cfg_err(key, msg));
+    }
+    let console_max_connections = flags
+        .console_max_connections
+        .or(file.console_max_connections)
+        .unwrap_or(DEFAULT_CONSOLE_MAX_CONNECTIONS);
+    if console_max_connections == 0 {
+        errors.push(cfg_err(
+            "console_max_connections",
+            "must be at least 1 (set console_port = 0 to turn the console off)".into(),
+        ));
+    }
+    let console_socket = flags
+        .console_socket
+        .clone()
+        .or(file.console_socket.as_deref().map(rel_file));
     let settings = Settings {
         config_file: flags.config.clone(),
         servers,
         namespaces,
         lib,
-        console_port: flags
-            .console_port
-            .or(file.console_port)
-            .unwrap_or(DEFAULT_CONSOLE_PORT),
-        console_bind: flags
-            .console_bind
-            .clone()
-            .or(file.console_bind)
-            .unwrap_or_else(|| "127.0.0.1".into()),
+        console_port,
+        console_bind,
+        console_socket,
+        console_max_connections,
         http_bind,
+        admin_token_file,
+        admin_token,
+        insecure_bind,
         interval,
         max_idle_time,
         shutdown_timeout,
@@ -261,6 +351,7 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
             .map(PathBuf::from)
             .or(file.logfile.as_deref().map(rel_file)),
         loglevel,
+        log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         pid_file: flags
             .pid_file
             .as_ref()
@@ -269,8 +360,14 @@ fn merge(flags: &RunFlags, file: DriverFile, base_dir: &Path) -> Result<Settings
         daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
         user: flags.user.clone().or(file.user),
         unknown_job_command,
+        perl_lib: flags
+            .perl_lib
+            .as_ref()
+            .map(PathBuf::from)
+            .or(file.perl_lib.as_deref().map(rel_file)),
         worker_options: file.worker_options,
         job_runtime_attributes: file.job_runtime_attributes,
+        schedules,
     };
     errors.into_result(settings)
 }
@@ -330,64 +427,6 @@ pub fn parse_level(s: &str) -> Option<tracing::Level> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_addresses_get_default_ports() {
-        assert_eq!(normalize_server("h", 4730).unwrap(), "h:4730");
-        assert_eq!(normalize_server("h:1", 4730).unwrap(), "h:1");
-        assert_eq!(normalize_server("[::1]:5", 4730).unwrap(), "[::1]:5");
-        assert_eq!(normalize_server("::1", 4730).unwrap(), "[::1]:4730");
-        assert!(normalize_server("h:x", 4730).is_err());
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let file = DriverFile::parse(
-            Path::new("d.toml"),
-            "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5",
-        )
-        .unwrap();
-        let flags = RunFlags {
-            server: Some("b:2,c".into()),
-            console_port: Some(0),
-            ..Default::default()
-        };
-        let s = merge(&flags, file, Path::new("/etc/gd")).unwrap();
-        assert_eq!(s.servers, vec!["b:2", "c:4730"]);
-        assert_eq!(s.interval, Duration::from_secs(2));
-        assert_eq!(s.namespaces, vec!["X"]);
-        assert_eq!(s.console_port, 0);
-        assert_eq!(s.lib, vec![PathBuf::from("/etc/gd/workers")]);
-    }
-
-    #[test]
-    fn http_bind_needs_a_port() {
-        assert!(check_bind_address("127.0.0.1:47301").is_ok());
-        assert!(check_bind_address("[::1]:0").is_ok());
-        assert!(check_bind_address("localhost:8080").is_ok());
-        assert!(check_bind_address("127.0.0.1").is_err());
-        assert!(check_bind_address("::1").is_err());
-        assert!(check_bind_address(":80").is_err());
-        assert!(check_bind_address("h:http").is_err());
-        let flags = RunFlags {
-            http_bind: Some("".into()),
-            ..Default::default()
-        };
-        let file = DriverFile::parse(Path::new("d.toml"), "http_bind = \"127.0.0.1:1\"").unwrap();
-        assert_eq!(merge(&flags, file, Path::new(".")).unwrap().http_bind, None);
-    }
-
-    #[test]
-    fn perl_level_spellings() {
-        assert_eq!(parse_level("INFO"), Some(tracing::Level::INFO));
-        assert_eq!(parse_level("DEBUG"), Some(tracing::Level::DEBUG));
-        assert_eq!(parse_level("loud"), None);
-    }
-}
-
 /// The `check` table: job, min, max, protocol, functions, command.
 pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
     let header = ["JOB", "MIN", "MAX", "PROTOCOL", "FUNCTIONS", "COMMAND"];
@@ -435,29 +474,82 @@ pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
     out
 }
 
-/// Who worker processes run as: `--user`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Looks a user up; the driver must be root to switch to anyone else.
-pub fn resolve_user(name: &str) -> Result<Option<Credentials>, String> {
-    let user = nix::unistd::User::from_name(name)
-        .map_err(|e| format!("cannot look up user `{name}`: {e}"))?
-        .ok_or_else(|| format!("no such user `{name}`"))?;
-    let me = nix::unistd::geteuid();
-    if user.uid == me {
-        return Ok(None);
+    #[test]
+    fn server_addresses_get_default_ports() {
+        assert_eq!(normalize_server("h", 4730).unwrap(), "h:4730");
+        assert_eq!(normalize_server("h:1", 4730).unwrap(), "h:1");
+        assert_eq!(normalize_server("[::1]:5", 4730).unwrap(), "[::1]:5");
+        assert_eq!(normalize_server("::1", 4730).unwrap(), "[::1]:4730");
+        assert!(normalize_server("h:x", 4730).is_err());
     }
-    if !me.is_root() {
-        return Err(format!(
-            "switching worker processes to user `{name}` needs root"
-        ));
+
+    #[test]
+    fn flags_override_file() {
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5",
+        )
+        .unwrap();
+        let flags = RunFlags {
+            server: Some("b:2,c".into()),
+            console_port: Some(0),
+            ..Default::default()
+        };
+        let s = merge(&flags, file, Path::new("/etc/gd"), "").unwrap();
+        assert_eq!(s.servers, vec!["b:2", "c:4730"]);
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.namespaces, vec!["X"]);
+        assert_eq!(s.console_port, 0);
+        assert_eq!(s.lib, vec![PathBuf::from("/etc/gd/workers")]);
     }
-    Ok(Some(Credentials {
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
-    }))
+
+    #[test]
+    fn console_access_keys() {
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "console_socket = \"run/c.sock\"\nconsole_max_connections = 0\n\
+             console_bind = \"0.0.0.0\"\ninsecure_bind = true\n",
+        )
+        .unwrap();
+        let errs = merge(&RunFlags::default(), file, Path::new("/etc/gd"), "").unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].key.as_deref(), Some("console_max_connections"));
+        let file = DriverFile::parse(Path::new("d.toml"), "console_socket = \"c.sock\"").unwrap();
+        let s = merge(&RunFlags::default(), file, Path::new("/etc/gd"), "").unwrap();
+        assert_eq!(s.console_socket, Some(PathBuf::from("/etc/gd/c.sock")));
+        assert_eq!(s.console_max_connections, 64);
+        assert!(!s.insecure_bind);
+        assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn http_bind_needs_a_port() {
+        assert!(check_bind_address("127.0.0.1:47301").is_ok());
+        assert!(check_bind_address("[::1]:0").is_ok());
+        assert!(check_bind_address("localhost:8080").is_ok());
+        assert!(check_bind_address("127.0.0.1").is_err());
+        assert!(check_bind_address("::1").is_err());
+        assert!(check_bind_address(":80").is_err());
+        assert!(check_bind_address("h:http").is_err());
+        let flags = RunFlags {
+            http_bind: Some("".into()),
+            ..Default::default()
+        };
+        let file = DriverFile::parse(Path::new("d.toml"), "http_bind = \"127.0.0.1:1\"").unwrap();
+        assert_eq!(
+            merge(&flags, file, Path::new("."), "").unwrap().http_bind,
+            None
+        );
+    }
+
+    #[test]
+    fn perl_level_spellings() {
+        assert_eq!(parse_level("INFO"), Some(tracing::Level::INFO));
+        assert_eq!(parse_level("DEBUG"), Some(tracing::Level::DEBUG));
+        assert_eq!(parse_level("loud"), None);
+    }
 }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::command::{Answer, Count, JobRow, ProcRow, Request};
+use crate::schedule::{spec::rfc3339, ScheduleState};
 
 /// Parses one console line (without its line end).
 pub fn parse(line: &str) -> Request {
@@ -43,6 +44,7 @@ pub fn parse(line: &str) -> Request {
         "reload" => Request::Reload,
         "shutdown" => Request::Shutdown,
         "version" => Request::Version,
+        "schedules" => Request::Schedules,
         "help" => Request::Help,
         "quit" => Request::Quit,
         other => Request::Unknown {
@@ -68,6 +70,7 @@ pub fn render(answer: &Answer) -> Option<Vec<String>> {
         Answer::Processes(rows) => format_ps(rows),
         // Not a console command; shown as the JSON the HTTP API serves.
         Answer::Overview(view) => vec![serde_json::to_string(view).unwrap_or_default()],
+        Answer::Schedules(rows) => format_schedules(rows),
         Answer::Close => return None,
         Answer::Failed { error, details } => std::iter::once(error.line())
             .chain(details.iter().cloned())
@@ -76,11 +79,13 @@ pub fn render(answer: &Answer) -> Option<Vec<String>> {
     Some(lines)
 }
 
-/// The bytes on the wire: CRLF line ends and the `.` terminator.
+/// The bytes on the wire: CRLF line ends and the `.` terminator. A line
+/// with line breaks in it (a compiler's message in a config error) goes out
+/// as several lines, so no client sees a bare LF.
 pub fn to_wire(lines: Option<&[String]>) -> Vec<u8> {
     let mut out = Vec::new();
-    for line in lines.unwrap_or_default() {
-        out.extend_from_slice(line.as_bytes());
+    for part in lines.unwrap_or_default().iter().flat_map(|l| l.lines()) {
+        out.extend_from_slice(part.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if lines.is_some() {
@@ -108,6 +113,31 @@ fn format_ps(rows: &[ProcRow]) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// `schedules` lines: a header, then per schedule its name, next run, last
+/// run (times as in the runs' unique ids, `-` for none) and how the last run
+/// ended (`submitted to <server>`, `failed: <why>`, `missed: <why>`).
+fn format_schedules(rows: &[ScheduleState]) -> Vec<String> {
+    let name_w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+    let time_w = "YYYY-MM-DDTHH:MM:SSZ".len();
+    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_string(), rfc3339);
+    let line = |name: &str, next: &str, last: &str, result: &str| {
+        format!("{name:<name_w$}  {next:<time_w$}  {last:<time_w$}  {result}")
+            .trim_end()
+            .to_string()
+    };
+    std::iter::once(line("NAME", "NEXT RUN", "LAST RUN", "RESULT"))
+        .chain(rows.iter().map(|r| {
+            let last = r.last_run.as_ref();
+            line(
+                &r.name,
+                &time(r.next_run),
+                &time(last.map(|l| l.scheduled)),
+                &last.map_or("-".to_string(), |l| l.describe()),
+            )
+        }))
+        .collect()
 }
 
 /// UTC `YYYY-MM-DDTHH:MM:SS`; `1970-01-01T00:00:00` for never.
@@ -294,6 +324,61 @@ mod tests {
         assert!(answer(&mut p, "help").starts_with("status "));
         assert_eq!(answer(&mut p, "shutdown"), "OK\r\n.\r\n");
         assert!(p.shut);
+    }
+
+    #[test]
+    fn schedules_list_next_and_last_run_with_its_result() {
+        use crate::schedule::{LastRun, Priority, RunCounts, RunResult};
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let state = |name: &str, last: Option<LastRun>| ScheduleState {
+            name: name.into(),
+            when: "every 1h".into(),
+            function: "F::f".into(),
+            priority: Priority::Normal,
+            next_run: Some(at("2026-11-24T03:00:00Z")),
+            last_run: last,
+            runs: RunCounts::default(),
+        };
+        let mut p = FakePools::two_jobs();
+        p.schedules = vec![
+            state("fresh", None),
+            state(
+                "nightly-report",
+                Some(LastRun {
+                    scheduled: at("2026-11-23T03:00:00Z"),
+                    result: RunResult::Submitted,
+                    detail: "127.0.0.1:4730".into(),
+                }),
+            ),
+            state(
+                "tick",
+                Some(LastRun {
+                    scheduled: at("2026-11-23T02:00:00Z"),
+                    result: RunResult::Failed,
+                    detail: "no server accepted it".into(),
+                }),
+            ),
+        ];
+        assert_eq!(
+            answer(&mut p, "schedules"),
+            "NAME            NEXT RUN              LAST RUN              RESULT\r\n\
+             fresh           2026-11-24T03:00:00Z  -                     -\r\n\
+             nightly-report  2026-11-24T03:00:00Z  2026-11-23T03:00:00Z  submitted to 127.0.0.1:4730\r\n\
+             tick            2026-11-24T03:00:00Z  2026-11-23T02:00:00Z  failed: no server accepted it\r\n\
+             .\r\n"
+        );
+        p.schedules.clear();
+        assert_eq!(
+            answer(&mut p, "schedules"),
+            "NAME  NEXT RUN              LAST RUN              RESULT\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn embedded_line_breaks_become_crlf_lines() {
+        let lines = vec!["ERR x".to_string(), "a\nb\r\nc".to_string()];
+        assert_eq!(to_wire(Some(&lines)), b"ERR x\r\na\r\nb\r\nc\r\n.\r\n");
+        assert_eq!(to_wire(None), b"");
     }
 
     #[test]

@@ -110,11 +110,26 @@ impl Client {
         function: &str,
         payload: impl Into<Bytes>,
     ) -> io::Result<Bytes> {
+        self.submit_background_as(PacketType::SubmitJobBg, function, b"", payload)
+            .await
+    }
+
+    /// Queues a background job with a unique id through `ptype`
+    /// (`SubmitJobBg`, `SubmitJobHighBg` or `SubmitJobLowBg`) and returns
+    /// its handle. gearmand answers a unique id it already holds with the
+    /// queued job's handle instead of queueing a second one.
+    pub async fn submit_background_as(
+        &mut self,
+        ptype: PacketType,
+        function: &str,
+        unique: &[u8],
+        payload: impl Into<Bytes>,
+    ) -> io::Result<Bytes> {
         self.send(
-            PacketType::SubmitJobBg,
+            ptype,
             vec![
                 Bytes::copy_from_slice(function.as_bytes()),
-                Bytes::new(),
+                Bytes::copy_from_slice(unique),
                 payload.into(),
             ],
         )

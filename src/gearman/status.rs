@@ -41,6 +41,8 @@ pub struct StatusSnapshot {
     pub servers_answered: usize,
     /// Each server's own rows, in the configured order.
     pub servers: Vec<ServerStatus>,
+    /// When the poll went out: jobs taken since may be missing from the counts.
+    pub requested_at: Option<std::time::Instant>,
 }
 
 /// One server's answer to a poll.
@@ -133,10 +135,13 @@ impl StatusPoller {
 
     /// Asks every server at once and sums what comes back.
     pub async fn poll(&mut self) -> StatusSnapshot {
+        let requested_at = std::time::Instant::now();
         let results =
             futures::future::join_all(self.servers.iter_mut().map(ServerPoll::poll)).await;
         let addresses = self.servers.iter().map(|s| s.addr.clone());
-        StatusSnapshot::from_servers(addresses.zip(results).collect())
+        let mut snapshot = StatusSnapshot::from_servers(addresses.zip(results).collect());
+        snapshot.requested_at = Some(requested_at);
+        snapshot
     }
 }
 

@@ -69,7 +69,7 @@ pub fn cause_label(cause: &ExitCause, killed_by_operator: bool) -> &'static str 
         return "killed";
     }
     match cause {
-        ExitCause::Requested(reason) => match reason {
+        ExitCause::Stopped { reason, .. } | ExitCause::Requested(reason) => match reason {
             StopReason::Idle => "idle",
             StopReason::MaxJobs => "max_jobs",
             StopReason::MaxLifetime => "max_lifetime",
@@ -429,6 +429,13 @@ mod tests {
     fn every_exit_cause_has_a_label_of_the_spec() {
         let causes = [
             (ExitCause::Requested(StopReason::Idle), "idle"),
+            (
+                ExitCause::Stopped {
+                    reason: StopReason::MaxJobs,
+                    signal: nix::sys::signal::Signal::SIGQUIT,
+                },
+                "max_jobs",
+            ),
             (ExitCause::Requested(StopReason::MaxJobs), "max_jobs"),
             (
                 ExitCause::Requested(StopReason::MaxLifetime),

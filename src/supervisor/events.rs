@@ -78,7 +78,16 @@ pub enum Report {
 /// Why a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitCause {
-    /// We asked it to stop, for this reason.
+    /// We asked it to stop, for `reason` (scale-down, recycling, shutdown,
+    /// reload): by closing its stdin, or with `signal`, its job's
+    /// `stop_signal`. Dying of that signal is how such a process stops, not
+    /// a crash.
+    Stopped {
+        reason: StopReason,
+        signal: nix::sys::signal::Signal,
+    },
+    /// We ended it, for this reason (a job's timeout, a job still running at
+    /// the end of the shutdown).
     Requested(StopReason),
     /// It exited or died on its own.
     Unexpected(String),

@@ -11,6 +11,7 @@
 //! - [`output`]: worker output outside the protocol, logged line by line.
 //! - [`pools`]: jobs and processes as the loop tracks them.
 //! - [`sampling`]: CPU and memory of the processes, from `/proc`.
+//! - [`stopping`]: what stopping does per protocol, in the log's words.
 //! - `observe`: the status view and the one place that feeds the metrics.
 
 pub mod events;
@@ -21,6 +22,7 @@ pub mod pools;
 pub mod sampling;
 pub mod spawn;
 pub mod stdio;
+pub mod stopping;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,8 +37,10 @@ use crate::command::{self, Envelope, Lifecycle, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
-use crate::logging::proc_tag;
+use crate::logging;
+use crate::notify::Notifier;
 use crate::policy::{self, Action, ProcState, StartReason};
+use crate::schedule::Schedules;
 use events::{Event, ExitCause, JobOutcome, Report, StopReason};
 pub use pools::{Job, Proc};
 
@@ -65,10 +69,14 @@ pub struct Supervisor {
     force_exit_at: Option<Instant>,
     /// Pool sizes may have changed since the watched set was computed.
     watched_dirty: bool,
-    /// Who worker processes run as, when the driver switches users.
-    user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
     watched: tokio::sync::watch::Sender<Vec<String>>,
+    /// The scheduler task's handle (`[[schedule]]` entries).
+    schedules: Schedules,
+    /// The admin token in force, for the doors; a reload may change it.
+    admin_token: tokio::sync::watch::Sender<Option<crate::access::AdminToken>>,
+    /// systemd's READY, STATUS, RELOADING, STOPPING and WATCHDOG.
+    notify: Notifier,
     /// Present while the HTTP listener is on.
     metrics: Option<crate::metrics::Recorder>,
     lifecycle: Arc<Lifecycle>,
@@ -81,9 +89,8 @@ pub struct Supervisor {
 
 /// The listeners the supervisor serves, bound before it starts (so that a
 /// port conflict fails start-up).
-#[derive(Default)]
 pub struct Doors {
-    pub console: Option<tokio::net::TcpListener>,
+    pub console: console::Listeners,
     pub http: Option<crate::http::Listener>,
 }
 
@@ -98,17 +105,13 @@ impl Supervisor {
     pub fn new(loaded: Loaded, flags: RunFlags) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let servers = Arc::new(loaded.settings.servers.clone());
-        // Validated by config::load already.
-        let user = loaded
-            .settings
-            .user
-            .as_deref()
-            .and_then(|u| crate::config::resolve_user(u).ok().flatten());
+        let admin_token = tokio::sync::watch::Sender::new(loaded.settings.admin_token.clone());
         let jobs = loaded
             .jobs
             .into_iter()
             .map(|spec| (spec.name.clone(), Job::new(spec)))
             .collect();
+        let schedules = Schedules::new(loaded.settings.schedules.clone(), servers.clone());
         Supervisor {
             settings: loaded.settings,
             flags,
@@ -126,7 +129,9 @@ impl Supervisor {
             force_exit_at: None,
             watched: tokio::sync::watch::Sender::new(Vec::new()),
             watched_dirty: true,
-            user,
+            schedules,
+            admin_token,
+            notify: Notifier::from_env(),
             metrics: None,
             lifecycle: Arc::new(Lifecycle::default()),
             started_epoch: now_epoch(),
@@ -136,18 +141,17 @@ impl Supervisor {
     }
 
     /// Runs until shutdown. The listeners must already be bound (see
-    /// [`console::bind`], [`crate::http::bind`]).
+    /// [`console::bind_all`], [`crate::http::bind`]) so that a port conflict
+    /// fails start-up.
     pub async fn run(mut self, doors: Doors) -> std::io::Result<Exit> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
-        if let Some(listener) = doors.console {
-            tokio::spawn(console::serve(
-                listener,
-                command::Handle::new(requests_tx.clone()),
-            ));
-        }
+        doors.console.spawn(
+            command::Handle::new(requests_tx.clone()),
+            self.admin_token.subscribe(),
+        );
         if let Some(listener) = doors.http {
             let metrics = self.metrics.get_or_insert_with(crate::metrics::new);
             crate::http::spawn(
@@ -172,22 +176,17 @@ impl Supervisor {
             self.watched.subscribe(),
             self.poll_now.clone(),
         );
+        self.schedules.spawn();
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = self.notify.watchdog_timer();
 
         tracing::info!(
             "gearman-driver {} started: {} job(s), servers {}, console {}",
             env!("CARGO_PKG_VERSION"),
             self.jobs.len(),
             self.servers.join(","),
-            if self.settings.console_port == 0 {
-                "disabled".to_string()
-            } else {
-                format!(
-                    "{}:{}",
-                    self.settings.console_bind, self.settings.console_port
-                )
-            }
+            console::describe(&self.settings)
         );
         self.reconcile(false);
         loop {
@@ -220,8 +219,10 @@ impl Supervisor {
                 _ = tick.tick() => {
                     self.poll_now.notify_one();
                     self.sample_usage(&usage_tx);
+                    self.notify.status(|| pools::summary(&self.jobs, &self.status, self.servers.len()));
                 }
                 Some(samples) = usage_rx.recv() => self.on_usage(samples),
+                _ = watchdog.tick() => self.notify.watchdog(),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -234,6 +235,8 @@ impl Supervisor {
                 }
                 _ = sleep_until(wake_at.into()) => self.reconcile(false),
             }
+            self.notify
+                .ready_once(|| !self.shutting_down && pools::all_settled(&self.jobs));
             if self.shutting_down && self.owner.is_empty() {
                 tracing::info!("all processes stopped; exiting");
                 return Ok(Exit::Clean);
@@ -263,17 +266,28 @@ impl Supervisor {
             self.kill_everything();
             return true;
         }
-        tracing::info!(
-            "{name} received: shutting down (in-flight jobs get {:?})",
-            self.settings.shutdown_timeout
-        );
+        self.log_shutdown(&format!("{name} received"));
         self.begin_shutdown();
         false
+    }
+
+    /// Says what the shutdown will do to each protocol's processes.
+    fn log_shutdown(&self, cause: &str) {
+        let lines = stopping::shutdown_lines(
+            cause,
+            self.settings.shutdown_timeout,
+            self.jobs.values().map(|j| (&*j.spec, j.procs.len())),
+        );
+        for line in lines {
+            tracing::info!("{line}");
+        }
     }
 
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         self.lifecycle.begin_shutdown();
+        self.schedules.stop();
+        self.notify.stopping();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -310,6 +324,7 @@ impl Supervisor {
             Event::Busy { pid, function } => {
                 let Some(job) = self.job_of(pid) else { return };
                 job.lastrun = now_epoch();
+                job.note_taken(Instant::now());
                 if let Some(p) = job.procs.get_mut(&pid) {
                     p.set_state(ProcState::Busy);
                     p.current = Some((function, Instant::now()));
@@ -354,7 +369,13 @@ impl Supervisor {
             Event::Report { pid, report } => {
                 let Some(job) = self.job_of(pid) else { return };
                 match report {
-                    Report::LastRun(t) => job.lastrun = t,
+                    Report::LastRun(t) => {
+                        // Each `lastrun` line is one job done, as for Gearman::Driver's children.
+                        job.lastrun = t;
+                        if let Some(p) = job.procs.get_mut(&pid) {
+                            p.jobs_done += 1;
+                        }
+                    }
                     Report::LastError(t) => job.lasterror = t,
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
@@ -378,7 +399,6 @@ impl Supervisor {
         let Some(proc) = job.procs.remove(&pid) else {
             return;
         };
-        let tag = proc_tag(pid, &name);
         let described = status
             .as_ref()
             .map(spawn::describe_exit)
@@ -387,8 +407,19 @@ impl Supervisor {
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
-            ExitCause::Requested(_) => tracing::info!("{tag} {code}"),
-            _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
+            ExitCause::Stopped { signal, .. } => match &status {
+                Some(status) => {
+                    tracing::info!(
+                        pid,
+                        job = name.as_str(),
+                        "{}",
+                        spawn::describe_stop(status, signal)
+                    )
+                }
+                None => tracing::info!(pid, job = name.as_str(), "{code}"),
+            },
+            ExitCause::Requested(_) => tracing::info!(pid, job = name.as_str(), "{code}"),
+            _ if by_console || shutting_down => tracing::info!(pid, job = name.as_str(), "{code}"),
             ExitCause::Unexpected(why)
             | ExitCause::StartFailed(why)
             | ExitCause::ProtocolError(why) => {
@@ -403,13 +434,15 @@ impl Supervisor {
                 if quick {
                     let delay = job.note_quick_failure();
                     tracing::warn!(
-                        "{tag} {event}; within {}s of its start, next start in {}s",
+                        pid,
+                        job = name.as_str(),
+                        "{event}; within {}s of its start, next start in {}s",
                         CRASH_WINDOW.as_secs(),
                         delay.as_secs()
                     );
                 } else {
                     job.failures = 0;
-                    tracing::warn!("{tag} {event}");
+                    tracing::warn!(pid, job = name.as_str(), "{event}");
                 }
             }
         }
@@ -428,6 +461,7 @@ impl Supervisor {
         self.warn_unknown_functions();
         let now = Instant::now();
         for job in self.jobs.values_mut() {
+            job.forget_taken_before(self.status.requested_at);
             let (waiting, running) = job.queue(&self.status);
             if waiting > 0 || running > 0 {
                 job.quiet_since = now;
@@ -529,7 +563,7 @@ impl Supervisor {
             };
             let actions = {
                 let views = job.proc_views();
-                let waiting = (self.status.servers_answered > 0).then(|| job.queue(&self.status).0);
+                let waiting = (self.status.servers_answered > 0).then(|| job.waiting(&self.status));
                 let view = policy::JobView {
                     min: job.min,
                     max: job.max,
@@ -547,15 +581,21 @@ impl Supervisor {
         self.update_watched();
     }
 
-    /// Jobs without any process get their functions watched for new work.
+    /// Jobs without any process get their functions watched for new work,
+    /// unless no process could be started for them now anyway (a crash
+    /// loop's backoff, shutdown): work queued for those would only wake the
+    /// watcher again and again.
     fn update_watched(&mut self) {
         if !std::mem::take(&mut self.watched_dirty) {
             return;
         }
+        let now = Instant::now();
         let mut functions: Vec<String> = self
             .jobs
             .values()
+            .filter(|_| !self.shutting_down)
             .filter(|j| j.live_count() == 0 && j.max > 0 && !j.removed)
+            .filter(|j| j.blocked_until.is_none_or(|t| t <= now))
             .flat_map(|j| j.spec.functions.iter().map(|f| f.function.clone()))
             .collect();
         functions.sort();
@@ -578,21 +618,27 @@ impl Supervisor {
                 }
             }
             Action::Stop { pid, idle_for } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let note = stopping::stop_note(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&pid) {
                     tracing::info!(
-                        "{} Process stopped (idle {}s)",
-                        proc_tag(pid, name),
+                        pid,
+                        job = name,
+                        "Process stopped (idle {}s){note}",
                         idle_for.as_secs()
                     );
                     proc.stop(StopReason::Idle);
                 }
             }
             Action::StopAfterJob { pid } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
-                    tracing::info!(
-                        "{} Process will stop after its current job",
-                        proc_tag(pid, name)
-                    );
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let what = stopping::busy_stop(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&pid) {
+                    tracing::info!(pid, job = name, "{what}");
                     proc.stop(StopReason::Idle);
                 }
             }
@@ -605,13 +651,13 @@ impl Supervisor {
             return false;
         };
         let spec: Arc<JobSpec> = job.spec.clone();
-        let child = match spawn::spawn(&spec, &self.servers, self.user) {
+        let child = match spawn::spawn(&spec, &self.servers) {
             Ok(child) => child,
             Err(err) => {
                 let why = format!("cannot start {}: {err}", spec.command[0]);
                 job.record_error(&why);
                 let delay = job.note_quick_failure();
-                tracing::error!("[{name}] {why}; next start in {}s", delay.as_secs());
+                tracing::error!(job = name, "{why}; next start in {}s", delay.as_secs());
                 return false;
             }
         };
@@ -631,7 +677,7 @@ impl Supervisor {
         };
         job.procs.insert(pid, Proc::new(control_tx));
         self.owner.insert(pid, name.to_string());
-        tracing::info!("{} Process started", proc_tag(pid, name));
+        tracing::info!(pid, job = name, "Process started");
         self.observe_start(name, pid, reason);
         true
     }
@@ -642,16 +688,21 @@ impl Supervisor {
         let _ = envelope.reply.send(answer);
     }
 
+    /// HUP and the console's `reload`: reopens the log file (logrotate may
+    /// have moved it), then reloads, telling systemd around it.
+    pub fn reload(&mut self) -> ReloadOutcome {
+        logging::reopen();
+        self.notify.reloading();
+        let outcome = self.reload_files();
+        self.observe_reload(&outcome);
+        self.notify.reloaded();
+        outcome
+    }
+
     /// Re-reads the config and worker files. Unchanged jobs keep their
     /// processes; changed ones get new processes (old ones stop after their
     /// current job); removed ones stop. A config that fails validation
     /// changes nothing.
-    pub fn reload(&mut self) -> ReloadOutcome {
-        let outcome = self.reload_files();
-        self.observe_reload(&outcome);
-        outcome
-    }
-
     fn reload_files(&mut self) -> ReloadOutcome {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
@@ -719,6 +770,13 @@ impl Supervisor {
         self.settings.max_idle_time = loaded.settings.max_idle_time;
         self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
         self.settings.unknown_job_command = loaded.settings.unknown_job_command;
+        lines.extend(self.schedules.reload(loaded.settings.schedules));
+        if self.settings.admin_token != loaded.settings.admin_token {
+            lines.push("admin token: changed".into());
+            self.admin_token
+                .send_replace(loaded.settings.admin_token.clone());
+            self.settings.admin_token = loaded.settings.admin_token;
+        }
         if lines.is_empty() {
             lines.push("nothing changed".into());
         }
@@ -752,7 +810,8 @@ impl Pools for Supervisor {
                 job.max = max;
             }
             tracing::info!(
-                "[{name}] processes set to min {} max {} from the console",
+                job = name,
+                "processes set to min {} max {} from the console",
                 job.min,
                 job.max
             );
@@ -793,12 +852,16 @@ impl Pools for Supervisor {
     }
 
     fn shutdown(&mut self) {
-        tracing::info!("shutdown requested from the console");
+        self.log_shutdown("shutdown requested from the console");
         self.begin_shutdown();
     }
 
     fn reload(&mut self) -> ReloadOutcome {
         Supervisor::reload(self)
+    }
+
+    fn schedules(&self) -> Vec<crate::schedule::ScheduleState> {
+        self.schedules.states()
     }
 }
 
@@ -822,11 +885,13 @@ async fn poll_loop(
 
 async fn run_unknown_job_command(argv: Vec<String>, row: String) {
     use tokio::io::AsyncWriteExt;
-    let child = tokio::process::Command::new(&argv[0])
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    spawn::hide_service_manager(&mut command);
+    let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(err) => return tracing::error!("unknown_job_command {}: {err}", argv[0]),

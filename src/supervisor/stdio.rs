@@ -30,13 +30,12 @@ use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use crate::config::{JobSpec, Protocol};
 use crate::gearman::{self, arg, GearmanError, Link, Packet, PacketType};
-use crate::logging::proc_tag;
 use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 
 /// Jobs up to this size (header and workload) are written to the worker in
 /// one go; it is the Linux pipe's default capacity.
 const INLINE_WRITE_MAX: usize = 64 * 1024;
-/// How long a process gets between SIGTERM and SIGKILL.
+/// How long a process gets between its stop signal (or SIGTERM) and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Reconnect backoff to a server that went away. The cap is low so that
 /// work flows again within about a second of a restarted gearmand's return;
@@ -106,7 +105,6 @@ enum Wake {
 }
 
 struct StdioProcess {
-    tag: String,
     setup: ProcessSetup,
     child: Child,
     exit: ExitWatch,
@@ -137,11 +135,14 @@ struct StdioProcess {
 
 /// Runs the process until it has exited and been reaped.
 pub async fn run(setup: ProcessSetup, mut child: Child) {
-    let tag = proc_tag(setup.pid, &setup.job.name);
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(
+            setup.pid,
+            setup.job.clone(),
+            stderr,
+        ));
     }
     let servers = setup
         .servers
@@ -157,7 +158,6 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     let (connects_tx, connects_rx) = mpsc::unbounded_channel();
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
-        tag,
         exit: ExitWatch::new(setup.pid),
         child,
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
@@ -199,6 +199,11 @@ async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet
 }
 
 impl StdioProcess {
+    /// The `job` field of this process's log lines.
+    fn job(&self) -> &str {
+        &self.setup.job.name
+    }
+
     async fn run(&mut self) {
         loop {
             if let Some(frame) = self.early_frames.pop_front() {
@@ -377,7 +382,7 @@ impl StdioProcess {
         for i in 0..self.servers.len() {
             self.connect_server(i);
         }
-        tracing::debug!("{} ready", self.tag);
+        tracing::debug!(pid = self.setup.pid, job = self.job(), "ready");
         self.send_event(Event::Ready {
             pid: self.setup.pid,
         });
@@ -434,8 +439,9 @@ impl StdioProcess {
             }
             Err(err) => {
                 tracing::debug!(
-                    "{} cannot reach gearmand {}: {err}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "cannot reach gearmand {}: {err}",
                     self.servers[i].addr
                 );
                 self.schedule_reconnect(i);
@@ -518,8 +524,9 @@ impl StdioProcess {
             }
             PacketType::Error => {
                 tracing::warn!(
-                    "{} gearmand {} answered ERROR {}: {}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "gearmand {} answered ERROR {}: {}",
                     self.servers[i].addr,
                     String::from_utf8_lossy(&arg(&packet, 0)),
                     String::from_utf8_lossy(&arg(&packet, 1))
@@ -541,8 +548,9 @@ impl StdioProcess {
         self.next_server = (server + 1) % self.servers.len();
         let Some(spec) = self.setup.job.function(&function).cloned() else {
             tracing::warn!(
-                "{} was assigned unknown function {}",
-                self.tag,
+                pid = self.setup.pid,
+                job = self.job(),
+                "was assigned unknown function {}",
                 String::from_utf8_lossy(&function)
             );
             self.send_to(server, Packet::request(PacketType::WorkFail, vec![handle]))
@@ -673,7 +681,11 @@ impl StdioProcess {
     fn retire(&mut self, why: StopReason, reason: String) {
         if self.retire_reason.is_none() && !self.stop_requested {
             self.stop_reason.get_or_insert(why);
-            tracing::info!("{} Recycling: {reason}", self.tag);
+            tracing::info!(
+                pid = self.setup.pid,
+                job = self.job(),
+                "Recycling: {reason}"
+            );
             self.send_event(Event::Retiring {
                 pid: self.setup.pid,
                 reason: reason.clone(),
@@ -708,11 +720,13 @@ impl StdioProcess {
             s.reconnect_at = None;
         }
         self.stdin = None;
-        let why = self.stop_reason.unwrap_or(StopReason::Shutdown);
-        self.cause.get_or_insert(ExitCause::Requested(why));
+        let reason = self.stop_reason.unwrap_or(StopReason::Shutdown);
+        let signal = self.setup.job.stop_signal;
+        self.cause
+            .get_or_insert(ExitCause::Stopped { reason, signal });
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
-            next: Some(Signal::SIGTERM),
+            next: Some(signal),
         };
     }
 
@@ -733,8 +747,9 @@ impl StdioProcess {
 
     fn protocol_error(&mut self, message: String) {
         tracing::error!(
-            "{} Protocol error: {message}; killing the process",
-            self.tag
+            pid = self.setup.pid,
+            job = self.job(),
+            "Protocol error: {message}; killing the process"
         );
         self.kill_now(ExitCause::ProtocolError(format!(
             "protocol error: {message}"
@@ -743,8 +758,9 @@ impl StdioProcess {
 
     fn server_lost(&mut self, i: usize) {
         tracing::debug!(
-            "{} lost its connection to gearmand {}",
-            self.tag,
+            pid = self.setup.pid,
+            job = self.job(),
+            "lost its connection to gearmand {}",
             self.servers[i].addr
         );
         self.schedule_reconnect(i);
@@ -760,7 +776,11 @@ impl StdioProcess {
         match &self.phase {
             Phase::Starting { deadline } if now >= *deadline => {
                 let secs = self.setup.job.start_timeout.as_secs();
-                tracing::error!("{} No READY within {secs}s; killing the process", self.tag);
+                tracing::error!(
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "No READY within {secs}s; killing the process"
+                );
                 signal_group(self.setup.pid, Signal::SIGKILL);
                 self.cause = Some(ExitCause::StartFailed(format!("no READY within {secs}s")));
                 self.phase = Phase::Draining {
@@ -777,8 +797,7 @@ impl StdioProcess {
                 }
                 if self.shutdown_deadline.is_some_and(|d| now >= d) {
                     tracing::warn!(
-                        "{} Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
-                        self.tag,
+                        pid = self.setup.pid, job = self.job(), "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
                         self.setup.shutdown_timeout.as_secs_f64()
                     );
                     return self.kill_now(ExitCause::Requested(StopReason::Shutdown));
@@ -790,12 +809,13 @@ impl StdioProcess {
             } if now >= *signal_at => {
                 let sig = *sig;
                 tracing::warn!(
-                    "{} did not exit in time; sending {}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "did not exit in time; sending {}",
                     sig.as_str()
                 );
                 signal_group(self.setup.pid, sig);
-                let next = (sig == Signal::SIGTERM).then_some(Signal::SIGKILL);
+                let next = (sig != Signal::SIGKILL).then_some(Signal::SIGKILL);
                 self.phase = Phase::Draining {
                     signal_at: now + KILL_GRACE,
                     next,
@@ -828,7 +848,11 @@ impl StdioProcess {
 
     async fn time_out(&mut self, limit: Duration) {
         let message = format!("timeout after {}s", limit.as_secs());
-        tracing::warn!("{} Job {message}; killing the process", self.tag);
+        tracing::warn!(
+            pid = self.setup.pid,
+            job = self.job(),
+            "Job {message}; killing the process"
+        );
         self.fail_in_flight(message.as_bytes()).await;
         self.send_job_ended(JobOutcome::TimedOut(message));
         // Answered: nothing in flight goes back to gearmand.
@@ -842,8 +866,9 @@ impl StdioProcess {
             return status.ok();
         }
         tracing::warn!(
-            "{} closed its stdout but kept running; killing it",
-            self.tag
+            pid = self.setup.pid,
+            job = self.job(),
+            "closed its stdout but kept running; killing it"
         );
         signal_group(self.setup.pid, Signal::SIGKILL);
         self.exit.wait(&mut self.child).await.ok()
@@ -875,8 +900,9 @@ impl StdioProcess {
             }
             (None, Phase::Busy(_)) => {
                 tracing::warn!(
-                    "{} died with a job in flight; gearmand will retry it",
-                    self.tag
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "died with a job in flight; gearmand will retry it"
                 );
                 ExitCause::Unexpected(format!("{described} while running a job"))
             }
