@@ -13,8 +13,10 @@
 //! - [`sampling`]: CPU and memory of the processes, from `/proc`.
 //! - [`stopping`]: what stopping does per protocol, in the log's words.
 //! - `observe`: the status view and the one place that feeds the metrics.
+//! - `feed`: the dashboard's history (samples and process events).
 
 pub mod events;
+mod feed;
 pub mod gearman_proc;
 mod observe;
 pub mod output;
@@ -85,6 +87,8 @@ pub struct Supervisor {
     polled_at: Instant,
     /// When the last round of CPU and memory readings began.
     sampled_at: Option<Instant>,
+    /// The dashboard's history; present while the HTTP listener is on.
+    feed: Option<feed::Feed>,
 }
 
 /// The listeners the supervisor serves, bound before it starts (so that a
@@ -137,6 +141,7 @@ impl Supervisor {
             started_epoch: now_epoch(),
             polled_at: Instant::now(),
             sampled_at: None,
+            feed: None,
         }
     }
 
@@ -154,13 +159,16 @@ impl Supervisor {
         );
         if let Some(listener) = doors.http {
             let metrics = self.metrics.get_or_insert_with(crate::metrics::new);
+            let history = crate::history::Shared::default();
+            self.feed = Some(feed::Feed::new(history.clone()));
             crate::http::spawn(
                 listener,
                 crate::http::Context {
                     requests: command::Handle::new(requests_tx.clone()),
                     metrics: metrics.exposition(),
                     lifecycle: self.lifecycle.clone(),
-                    access: crate::http::WriteAccess::Disabled,
+                    access: crate::http::WriteAccess::new(self.admin_token.subscribe()),
+                    history,
                 },
             )?;
         }
@@ -382,7 +390,13 @@ impl Supervisor {
             }
             Event::Exited {
                 pid, status, cause, ..
-            } => self.on_exit(pid, status, cause),
+            } => {
+                let name = self.owner.get(&pid).cloned();
+                self.on_exit(pid, status, cause);
+                if let Some(name) = name {
+                    self.feed_backoff(&name);
+                }
+            }
         }
     }
 
@@ -613,6 +627,7 @@ impl Supervisor {
             Action::Start { count, reason } => {
                 for _ in 0..count {
                     if !self.start_process(name, reason) {
+                        self.feed_backoff(name);
                         break;
                     }
                 }
