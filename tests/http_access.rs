@@ -108,7 +108,11 @@ fn without_a_token_configured_writes_answer_403_and_say_how_to_enable_them() {
         let reply = http::post(&format!("{url}{path}"), "");
         assert_eq!(reply.status, 403, "{path}");
     }
-    assert_eq!(http::get(&format!("{url}/api/access")).status, 403);
+    let access = http::get(&format!("{url}/api/access"));
+    assert_eq!(
+        (access.status, access.json()["writes"].clone()),
+        (200, "disabled".into())
+    );
     assert_eq!(limits(driver.console_port, None), ("1".into(), "3".into()));
     driver.wait_log(
         &format!("set_min_processes {JOB} 2 -> ERR unauthorized: writes are disabled"),
@@ -165,6 +169,8 @@ fn a_token_opens_writes_only_with_the_right_bearer_header() {
     assert_eq!(limits(port, Some(TOKEN)), ("2".into(), "4".into()));
 
     // Access check, reload, killall with the token.
+    let locked = http::get(&format!("{url}/api/access")).json();
+    assert_eq!(locked["writes"], "locked", "{locked}");
     let auth = bearer(TOKEN);
     let with_token = [("Authorization", auth.as_str())];
     let reply = http::request("GET", &format!("{url}/api/access"), &with_token, "");

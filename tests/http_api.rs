@@ -240,12 +240,7 @@ fn write_endpoints_are_routed_and_refused_without_a_token() {
     assert_eq!(&status_fields(&line)[1..3], ["1", "2"]);
 
     // `/` is the dashboard (tests/dashboard.rs); nothing else is there.
-    for path in [
-        "/index.html",
-        "/api",
-        "/api/jobs/T::W::a",
-        "/metrics/x",
-    ] {
+    for path in ["/index.html", "/api", "/api/jobs/T::W::a", "/metrics/x"] {
         assert_eq!(http::get(&format!("{base}{path}")).status, 404, "{path}");
     }
     for path in ["/metrics", "/api/status", "/healthz"] {

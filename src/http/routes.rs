@@ -166,13 +166,17 @@ async fn write(
     }
 }
 
-/// `GET /api/access`: `{"writes": "open"}` when the request's token would
-/// be let in; else the refusal a write would get (`403` disabled, `401`
-/// locked).
+/// `GET /api/access`: whether the request's token would be let in, as
+/// `{"writes": "open" | "locked" | "disabled"}` (`locked`: a token is
+/// needed; `disabled`: none is configured) with the refusal's `error`.
+/// Always `200`, so that a page asking does not log a failed request; a
+/// wrong token is answered after the same delay as for a write.
 async fn access(State(shared): St, headers: HeaderMap) -> Response {
     match shared.context.access.check(&headers).await {
         Ok(()) => Json(json!({ "writes": "open" })).into_response(),
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => {
+            Json(json!({ "writes": refusal.writes(), "error": refusal.message() })).into_response()
+        }
     }
 }
 
