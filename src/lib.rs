@@ -26,11 +26,17 @@
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
+//! - [`driveshaft_import`]: `import-driveshaft`, a driveshaft jobs config
+//!   to worker files and a driver config.
+//! - [`endpoint`]: the `http` protocol's client side: driveshaft's request
+//!   and response format, and the keep-alive client that POSTs jobs.
 
 pub mod command;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod driveshaft_import;
+pub mod endpoint;
 pub mod exec_slot;
 pub mod gearman;
 pub mod logging;

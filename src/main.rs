@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gearman_driver::config::{self, Cli, Command, RunFlags};
-use gearman_driver::{console, daemon, exec_slot, logging, schedule, supervisor};
+use gearman_driver::config::{self, Cli, Command, ImportFlags, RunFlags};
+use gearman_driver::{
+    console, daemon, driveshaft_import, exec_slot, logging, schedule, supervisor,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,6 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Check(flags)) => check(&flags),
         Some(Command::ExecSlot { command }) => ExitCode::from(exec_slot::main(command) as u8),
         Some(Command::Run(flags)) => run(flags),
+        Some(Command::ImportDriveshaft(flags)) => import_driveshaft(&flags),
         None => run(cli.run),
     }
 }
@@ -29,6 +32,49 @@ fn check(flags: &RunFlags) -> ExitCode {
         }
         Err(errors) => {
             eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes the files, then loads them as `check` would, so that what was
+/// written is known to start.
+fn import_driveshaft(flags: &ImportFlags) -> ExitCode {
+    let options = driveshaft_import::ImportOptions {
+        max_running_time: flags.max_running_time,
+    };
+    let converted =
+        match driveshaft_import::import(&flags.jobsconfig, &flags.out, flags.force, &options) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(1);
+            }
+        };
+    for note in &converted.notes {
+        eprintln!("note: {note}");
+    }
+    for (rel, _) in &converted.files {
+        println!("wrote {}", flags.out.join(rel).display());
+    }
+    let config_file = flags.out.join("driver.toml");
+    let run_flags = RunFlags {
+        config: Some(config_file.clone()),
+        ..RunFlags::default()
+    };
+    match config::load(&run_flags) {
+        Ok(loaded) => {
+            print!("\n{}", config::job_table(&loaded.jobs));
+            println!(
+                "\nRun it: gearman-driver --config {}",
+                config_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("the written files do not load:\n{errors}");
             ExitCode::from(1)
         }
     }

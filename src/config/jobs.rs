@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::driver_file::RuntimeAttrs;
 use super::error::{ConfigError, ConfigErrors};
-use super::worker_file::{JobAttrs, Protocol, WorkerFile};
+use super::http_worker::{self, HttpEndpoint};
+use super::worker_file::{CommandSpec, JobAttrs, Protocol, WorkerFile};
 
 /// One registered Gearman function of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct JobSpec {
     /// argv with the program resolved to a path.
     pub command: Vec<String>,
     pub protocol: Protocol,
+    /// `http` jobs: where their slots send jobs (their `command` is empty).
+    pub endpoint: Option<HttpEndpoint>,
     pub env: BTreeMap<String, String>,
     pub functions: Vec<FunctionSpec>,
     pub min_processes: u32,
@@ -231,22 +234,18 @@ fn load_worker_file(
             .at_offset(&source, offset)
     };
 
-    let command = match wf.command.get_ref().to_argv() {
-        Ok(argv) => match resolve_program(&argv[0], &dir) {
-            Ok(program) => {
-                let mut argv = argv;
-                argv[0] = program.to_string_lossy().into_owned();
-                argv
+    let endpoint = http_worker::check(&wf, path, &source, &mut errors);
+    let command = match &wf.command {
+        Some(command) if wf.protocol != Protocol::Http => {
+            match resolve_command(command.get_ref(), &dir) {
+                Ok(argv) => argv,
+                Err(msg) => {
+                    errors.push(err_at("command".into(), command.span().start, msg));
+                    Vec::new()
+                }
             }
-            Err(msg) => {
-                errors.push(err_at("command".into(), wf.command.span().start, msg));
-                Vec::new()
-            }
-        },
-        Err(msg) => {
-            errors.push(err_at("command".into(), wf.command.span().start, msg));
-            Vec::new()
         }
+        _ => Vec::new(),
     };
     if wf.jobs.is_empty() {
         errors.push(
@@ -357,6 +356,7 @@ fn load_worker_file(
             dir: dir.clone(),
             command: command.clone(),
             protocol: wf.protocol,
+            endpoint: endpoint.clone(),
             env: wf.env.clone(),
             functions,
             min_processes: min,
@@ -377,6 +377,15 @@ fn load_worker_file(
         });
     }
     errors.into_result(jobs)
+}
+
+/// The argv of a command, its program resolved.
+fn resolve_command(command: &CommandSpec, dir: &Path) -> Result<Vec<String>, String> {
+    let mut argv = command.to_argv()?;
+    argv[0] = resolve_program(&argv[0], dir)?
+        .to_string_lossy()
+        .into_owned();
+    Ok(argv)
 }
 
 /// A program with a slash is relative to the worker file's folder; a bare

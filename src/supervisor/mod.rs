@@ -570,6 +570,7 @@ impl Supervisor {
         match spec.protocol {
             Protocol::Stdio | Protocol::Exec => tokio::spawn(stdio::run(setup, child)),
             Protocol::Gearman => tokio::spawn(gearman_proc::run(setup, child)),
+            Protocol::Http => return false,
         };
         job.procs.insert(pid, Proc::new(control_tx));
         self.owner.insert(pid, name.to_string());
