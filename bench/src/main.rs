@@ -5,7 +5,8 @@
 //!
 //! - throughput of 4 reverse workers: a plain Gearman worker (the ceiling),
 //!   the driver's stdio protocol with the Rust and the Python helper, the exec
-//!   protocol running `rev`, and the C CLI's `gearman -w -- rev`;
+//!   protocol running `rev`, the C CLI's `gearman -w -- rev`, and the http
+//!   protocol's slots against a keep-alive Rust endpoint;
 //! - how fast the driver scales a job from 0 to 8 processes for a burst;
 //! - the supervisor's footprint: idle CPU and RSS, start-up of 1,000
 //!   processes, console latency.
@@ -83,6 +84,7 @@ pub struct Env {
     pub driver: PathBuf,
     pub reverse_worker: PathBuf,
     pub plain_worker: PathBuf,
+    pub http_endpoint: PathBuf,
     pub reverse_py: PathBuf,
     pub python: PathBuf,
     pub gearmand: PathBuf,
@@ -183,6 +185,7 @@ fn env(args: &Args, root: &Path) -> Result<Env> {
         driver: binary(&release, "gearman-driver")?,
         reverse_worker: binary(&release, "reverse-worker")?,
         plain_worker: binary(&release, "plain-reverse-worker")?,
+        http_endpoint: binary(&release, "http-reverse-endpoint")?,
         reverse_py: root.join("workers/python/reverse.py"),
         python: python()?,
         gearmand: gearmand::locate(args.gearmand.as_deref())?,

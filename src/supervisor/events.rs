@@ -1,37 +1,41 @@
-//! Messages between the supervisor and its per-process tasks.
+//! Messages between the supervisor and its per-member tasks (processes and
+//! http slots).
 
 use std::process::ExitStatus;
 
-/// From a process task to the supervisor.
+use super::member::WorkerId;
+
+/// From a member's task to the supervisor.
 #[derive(Debug)]
 pub enum Event {
     /// Printed READY and registered its functions: takes jobs now.
-    Ready { pid: u32 },
+    Ready { id: WorkerId },
     /// Took a job.
-    Busy { pid: u32 },
+    Busy { id: WorkerId },
     /// Finished a job and is idle again (unless it is retiring).
-    JobEnded { pid: u32, outcome: JobOutcome },
+    JobEnded { id: WorkerId, outcome: JobOutcome },
     /// Will exit after this job: recycling (max_jobs, max_lifetime, max_rss).
-    Retiring { pid: u32, reason: String },
+    Retiring { id: WorkerId, reason: String },
     /// A `gearman`-protocol process reported a console column on stdout.
-    Report { pid: u32, report: Report },
-    /// The process is gone and reaped.
+    Report { id: WorkerId, report: Report },
+    /// The process is gone and reaped (a slot: its task has ended; `status`
+    /// is then `None`).
     Exited {
-        pid: u32,
+        id: WorkerId,
         status: Option<ExitStatus>,
         cause: ExitCause,
     },
 }
 
 impl Event {
-    pub fn pid(&self) -> u32 {
+    pub fn id(&self) -> WorkerId {
         match self {
-            Event::Ready { pid }
-            | Event::Busy { pid }
-            | Event::JobEnded { pid, .. }
-            | Event::Retiring { pid, .. }
-            | Event::Report { pid, .. }
-            | Event::Exited { pid, .. } => *pid,
+            Event::Ready { id }
+            | Event::Busy { id }
+            | Event::JobEnded { id, .. }
+            | Event::Retiring { id, .. }
+            | Event::Report { id, .. }
+            | Event::Exited { id, .. } => *id,
         }
     }
 }
@@ -54,7 +58,8 @@ pub enum Report {
 pub enum ExitCause {
     /// We asked it to stop (scale-down, recycling, shutdown, timeout kill).
     Requested,
-    /// It exited or died on its own, or broke the protocol.
+    /// It exited or died on its own, or broke the protocol; for a slot, its
+    /// endpoint could not be reached.
     Unexpected(String),
     /// It never became ready.
     StartFailed(String),
@@ -71,4 +76,7 @@ pub enum Control {
     /// The supervisor is shutting down: as `Stop`, but a job still running
     /// `shutdown_timeout` from now is cut short and goes back to gearmand.
     Shutdown,
+    /// End now (`kill`/`killall` of a member without a process, the
+    /// counterpart of SIGTERM): a job in flight goes back to gearmand.
+    Kill,
 }

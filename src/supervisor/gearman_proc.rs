@@ -13,22 +13,23 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use super::events::{Control, Event, ExitCause, Report};
+use super::member::WorkerId;
 use super::spawn::{describe_exit, signal_group};
 use super::stdio::ProcessSetup;
-use crate::logging::proc_tag;
 
 pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     let pid = setup.pid;
-    let tag = proc_tag(pid, &setup.job.name);
+    let id = setup.id;
+    let tag = id.tag(&setup.job.name);
     // Its stdin stays open and unused: some workers exit on EOF.
     let _stdin = child.stdin.take();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_reports(pid, tag.clone(), stdout, setup.events.clone()));
+        tokio::spawn(read_reports(id, tag.clone(), stdout, setup.events.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
     }
-    let _ = setup.events.send(Event::Ready { pid });
+    let _ = setup.events.send(Event::Ready { id });
     let mut escalation: Option<(Instant, Signal)> = None;
     let mut requested = false;
     let status = loop {
@@ -64,18 +65,18 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         )
     };
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
-    let _ = setup.events.send(Event::Exited { pid, status, cause });
+    let _ = setup.events.send(Event::Exited { id, status, cause });
 }
 
 async fn read_reports(
-    pid: u32,
+    id: WorkerId,
     tag: String,
     stdout: ChildStdout,
     events: mpsc::UnboundedSender<Event>,
 ) {
     super::output::for_each_line(stdout, |text| match parse_report(text) {
         Some(report) => {
-            let _ = events.send(Event::Report { pid, report });
+            let _ = events.send(Event::Report { id, report });
         }
         None => tracing::info!("{tag} STDOUT: {text}"),
     })

@@ -5,14 +5,19 @@
 //! and applies the answer (spawn, stop).
 //!
 //! - [`spawn`]: starting processes (environment, die-with-parent, process groups).
-//! - [`stdio`]: the per-process task of stdio (and exec) workers, with the grab loop.
+//! - [`stdio`]: the per-process task of stdio (and exec) workers, an
+//!   executor on the grab loop ([`crate::gearman::grab`]).
+//! - [`http_slot`]: the task of an http job's slot, the other executor.
 //! - [`gearman_proc`]: the per-process task of workers that speak Gearman themselves.
-//! - [`events`]: messages between the loop and the process tasks.
+//! - [`events`]: messages between the loop and the member tasks.
+//! - [`member`]: the id of a pool member (a process or a slot).
 //! - [`output`]: worker output outside the protocol, logged line by line.
-//! - [`pools`]: jobs and processes as the loop tracks them.
+//! - [`pools`]: jobs and members as the loop tracks them.
 
 pub mod events;
 pub mod gearman_proc;
+pub mod http_slot;
+pub mod member;
 pub mod output;
 pub mod pools;
 pub mod spawn;
@@ -30,11 +35,12 @@ use tokio::time::sleep_until;
 use crate::command::{self, Envelope, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
+use crate::endpoint::EndpointClient;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
-use crate::logging::proc_tag;
 use crate::policy::{self, Action, ProcState};
 use crate::schedule::Schedules;
 use events::{Event, ExitCause, JobOutcome, Report};
+pub use member::WorkerId;
 pub use pools::{Job, Proc};
 
 /// A process that dies sooner than this after its start counts towards a crash loop.
@@ -50,13 +56,17 @@ pub struct Supervisor {
     flags: RunFlags,
     servers: Arc<Vec<String>>,
     jobs: std::collections::BTreeMap<String, Job>,
-    owner: HashMap<u32, String>,
+    owner: HashMap<WorkerId, String>,
+    /// Numbers the members for their [`WorkerId`]s.
+    next_seq: u64,
+    /// The keep-alive client every http slot shares, made on first use.
+    endpoint_client: Option<EndpointClient>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     status: StatusSnapshot,
     poll_now: Arc<Notify>,
     last_event_poll: Instant,
-    console_killed: HashSet<u32>,
+    console_killed: HashSet<WorkerId>,
     unknown_warned: HashMap<String, Instant>,
     shutting_down: bool,
     force_exit_at: Option<Instant>,
@@ -99,6 +109,8 @@ impl Supervisor {
             servers,
             jobs,
             owner: HashMap::new(),
+            next_seq: 0,
+            endpoint_client: None,
             events_tx,
             events_rx,
             status: StatusSnapshot::default(),
@@ -167,7 +179,7 @@ impl Supervisor {
                     let mut touched: Vec<String> = Vec::new();
                     let mut next = Some(event);
                     while let Some(event) = next {
-                        if let Some(name) = self.owner.get(&event.pid()) {
+                        if let Some(name) = self.owner.get(&event.id()) {
                             if !touched.contains(name) {
                                 touched.push(name.clone());
                             }
@@ -249,31 +261,31 @@ impl Supervisor {
     }
 
     fn kill_everything(&mut self) {
-        for pid in self.owner.keys() {
-            spawn::signal_group(*pid, Signal::SIGKILL);
+        for pid in self.owner.keys().filter_map(WorkerId::pid) {
+            spawn::signal_group(pid, Signal::SIGKILL);
         }
     }
 
-    fn job_of(&mut self, pid: u32) -> Option<&mut Job> {
-        let name = self.owner.get(&pid)?;
+    fn job_of(&mut self, id: WorkerId) -> Option<&mut Job> {
+        let name = self.owner.get(&id)?;
         self.jobs.get_mut(name)
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Ready { pid } => {
-                if let Some(job) = self.job_of(pid) {
-                    if let Some(p) = job.procs.get_mut(&pid) {
+            Event::Ready { id } => {
+                if let Some(job) = self.job_of(id) {
+                    if let Some(p) = job.procs.get_mut(&id) {
                         p.set_state(ProcState::Idle {
                             since: Instant::now(),
                         });
                     }
                 }
             }
-            Event::Busy { pid } => {
-                let Some(job) = self.job_of(pid) else { return };
+            Event::Busy { id } => {
+                let Some(job) = self.job_of(id) else { return };
                 job.lastrun = now_epoch();
-                if let Some(p) = job.procs.get_mut(&pid) {
+                if let Some(p) = job.procs.get_mut(&id) {
                     p.set_state(ProcState::Busy);
                 }
                 // The last idle process just became busy: more may be waiting.
@@ -286,53 +298,59 @@ impl Supervisor {
                     self.request_event_poll();
                 }
             }
-            Event::JobEnded { pid, outcome } => {
-                let Some(job) = self.job_of(pid) else { return };
+            Event::JobEnded { id, outcome } => {
+                let Some(job) = self.job_of(id) else { return };
                 if let JobOutcome::Failed(message) = outcome {
                     job.record_error(&message);
                 }
-                if let Some(p) = job.procs.get_mut(&pid) {
+                if let Some(p) = job.procs.get_mut(&id) {
                     p.jobs_done += 1;
                     p.set_state(ProcState::Idle {
                         since: Instant::now(),
                     });
                 }
             }
-            Event::Retiring { pid, .. } => {
-                if let Some(p) = self.job_of(pid).and_then(|j| j.procs.get_mut(&pid)) {
+            Event::Retiring { id, .. } => {
+                if let Some(p) = self.job_of(id).and_then(|j| j.procs.get_mut(&id)) {
                     p.state = ProcState::Stopping;
                 }
             }
-            Event::Report { pid, report } => {
-                let Some(job) = self.job_of(pid) else { return };
+            Event::Report { id, report } => {
+                let Some(job) = self.job_of(id) else { return };
                 match report {
                     Report::LastRun(t) => job.lastrun = t,
                     Report::LastError(t) => job.lasterror = t,
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
             }
-            Event::Exited { pid, status, cause } => self.on_exit(pid, status, cause),
+            Event::Exited { id, status, cause } => self.on_exit(id, status, cause),
         }
     }
 
-    fn on_exit(&mut self, pid: u32, status: Option<std::process::ExitStatus>, cause: ExitCause) {
+    fn on_exit(
+        &mut self,
+        id: WorkerId,
+        status: Option<std::process::ExitStatus>,
+        cause: ExitCause,
+    ) {
         self.watched_dirty = true;
-        let Some(name) = self.owner.remove(&pid) else {
+        let Some(name) = self.owner.remove(&id) else {
             return;
         };
-        let by_console = self.console_killed.remove(&pid);
+        let by_console = self.console_killed.remove(&id);
         let shutting_down = self.shutting_down;
         let Some(job) = self.jobs.get_mut(&name) else {
             return;
         };
-        let Some(proc) = job.procs.remove(&pid) else {
+        let Some(proc) = job.procs.remove(&id) else {
             return;
         };
-        let tag = proc_tag(pid, &name);
-        let described = status
-            .as_ref()
-            .map(spawn::describe_exit)
-            .unwrap_or_else(|| "exited".into());
+        let tag = id.tag(&name);
+        let described = match (&status, id.pid()) {
+            (Some(status), _) => spawn::describe_exit(status),
+            (None, Some(_)) => "exited".into(),
+            (None, None) => "Slot ended".into(),
+        };
         let code = status
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
@@ -428,11 +446,11 @@ impl Supervisor {
                 continue;
             }
             let limit = job.spec.max_rss_mib * 1024;
-            for (pid, proc) in job.procs.iter_mut() {
+            for (id, proc) in job.procs.iter_mut() {
                 if proc.is_stopping() {
                     continue;
                 }
-                if let Some(rss) = pools::rss_kib(*pid) {
+                if let Some(rss) = id.pid().and_then(pools::rss_kib) {
                     if rss > limit {
                         let reason = format!(
                             "max_rss {} MiB passed ({} MiB resident)",
@@ -519,21 +537,23 @@ impl Supervisor {
                     }
                 }
             }
-            Action::Stop { pid, idle_for } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+            Action::Stop { id, idle_for } => {
+                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&id)) {
                     tracing::info!(
-                        "{} Process stopped (idle {}s)",
-                        proc_tag(pid, name),
+                        "{} {} stopped (idle {}s)",
+                        id.tag(name),
+                        id.noun(),
                         idle_for.as_secs()
                     );
                     proc.stop();
                 }
             }
-            Action::StopAfterJob { pid } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+            Action::StopAfterJob { id } => {
+                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&id)) {
                     tracing::info!(
-                        "{} Process will stop after its current job",
-                        proc_tag(pid, name)
+                        "{} {} will stop after its current job",
+                        id.tag(name),
+                        id.noun()
                     );
                     proc.stop();
                 }
@@ -541,12 +561,17 @@ impl Supervisor {
         }
     }
 
-    /// Spawns one process; false when spawning failed (then backoff applies).
+    /// Spawns one process (or starts a slot); false when spawning failed
+    /// (then backoff applies).
     fn start_process(&mut self, name: &str) -> bool {
+        let seq = self.take_seq();
         let Some(job) = self.jobs.get_mut(name) else {
             return false;
         };
         let spec: Arc<JobSpec> = job.spec.clone();
+        if spec.protocol == Protocol::Http {
+            return self.start_slot(name, spec);
+        }
         let child = match spawn::spawn(&spec, &self.servers, self.user) {
             Ok(child) => child,
             Err(err) => {
@@ -558,8 +583,10 @@ impl Supervisor {
             }
         };
         let Some(pid) = child.id() else { return false };
+        let id = WorkerId::process(seq, pid);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let setup = stdio::ProcessSetup {
+            id,
             pid,
             job: spec.clone(),
             servers: self.servers.clone(),
@@ -567,15 +594,47 @@ impl Supervisor {
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
         };
-        match spec.protocol {
-            Protocol::Stdio | Protocol::Exec => tokio::spawn(stdio::run(setup, child)),
-            Protocol::Gearman => tokio::spawn(gearman_proc::run(setup, child)),
-            Protocol::Http => return false,
-        };
-        job.procs.insert(pid, Proc::new(control_tx));
-        self.owner.insert(pid, name.to_string());
-        tracing::info!("{} Process started", proc_tag(pid, name));
+        if spec.protocol == Protocol::Gearman {
+            tokio::spawn(gearman_proc::run(setup, child));
+        } else {
+            tokio::spawn(stdio::run(setup, child));
+        }
+        job.procs.insert(id, Proc::new(control_tx));
+        self.owner.insert(id, name.to_string());
+        tracing::info!("{} Process started", id.tag(name));
         true
+    }
+
+    /// Starts one slot of an http job: a member with no process.
+    fn start_slot(&mut self, name: &str, spec: Arc<JobSpec>) -> bool {
+        let id = WorkerId::slot(self.take_seq());
+        let client = self
+            .endpoint_client
+            .get_or_insert_with(EndpointClient::new)
+            .clone();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let setup = stdio::ProcessSetup {
+            id,
+            pid: 0,
+            job: spec,
+            servers: self.servers.clone(),
+            events: self.events_tx.clone(),
+            control: control_rx,
+            shutdown_timeout: self.settings.shutdown_timeout,
+        };
+        tokio::spawn(http_slot::run(setup, client));
+        let Some(job) = self.jobs.get_mut(name) else {
+            return false;
+        };
+        job.procs.insert(id, Proc::new(control_tx));
+        self.owner.insert(id, name.to_string());
+        tracing::info!("{} Slot started", id.tag(name));
+        true
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
     }
 
     fn on_request(&mut self, envelope: Envelope) {
@@ -627,9 +686,9 @@ impl Supervisor {
                     job.lastrun = old.lastrun;
                     job.lasterror = old.lasterror;
                     job.lasterror_msg = std::mem::take(&mut old.lasterror_msg);
-                    for (pid, mut proc) in std::mem::take(&mut old.procs) {
+                    for (id, mut proc) in std::mem::take(&mut old.procs) {
                         proc.stop();
-                        job.procs.insert(pid, proc);
+                        job.procs.insert(id, proc);
                     }
                     new_jobs.insert(name, job);
                 }
@@ -676,7 +735,7 @@ impl Pools for Supervisor {
             .collect()
     }
 
-    fn job_pids(&self, name: &str) -> Option<Vec<u32>> {
+    fn job_members(&self, name: &str) -> Option<Vec<WorkerId>> {
         self.jobs
             .get(name)
             .filter(|j| !j.removed)
@@ -706,27 +765,37 @@ impl Pools for Supervisor {
             .map(|j| (j.min, j.max))
     }
 
-    fn kill(&mut self, pids: &[u32]) {
-        for pid in pids {
-            if self.owner.contains_key(pid) {
-                self.console_killed.insert(*pid);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    Signal::SIGTERM,
-                );
+    fn kill(&mut self, members: &[WorkerId]) {
+        for id in members {
+            let Some(name) = self.owner.get(id) else {
+                continue;
+            };
+            self.console_killed.insert(*id);
+            match id.pid() {
+                Some(pid) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        Signal::SIGTERM,
+                    );
+                }
+                None => {
+                    if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(id)) {
+                        proc.kill_slot();
+                    }
+                }
             }
         }
     }
 
-    fn owns(&self, pid: u32) -> bool {
-        self.owner.contains_key(&pid)
+    fn member_with_pid(&self, pid: u32) -> Option<WorkerId> {
+        self.owner.keys().find(|id| id.pid() == Some(pid)).copied()
     }
 
     fn proc_rows(&self) -> Vec<command::ProcRow> {
         let mut rows: Vec<command::ProcRow> = self
             .jobs
             .iter()
-            .flat_map(|(name, job)| job.procs.iter().map(move |(pid, p)| p.row(*pid, name)))
+            .flat_map(|(name, job)| job.procs.iter().map(move |(id, p)| p.row(*id, name)))
             .collect();
         rows.sort_by(|a, b| a.job.cmp(&b.job).then(a.pid.cmp(&b.pid)));
         rows

@@ -1,5 +1,6 @@
-//! Jobs and processes as the supervisor loop tracks them: limits, states,
-//! the console's lastrun/lasterror columns, and crash-loop backoff.
+//! Jobs and their members (processes, or an http job's slots) as the
+//! supervisor loop tracks them: limits, states, the console's
+//! lastrun/lasterror columns, and crash-loop backoff.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::events::Control;
+use super::member::WorkerId;
 use super::BACKOFF_MAX;
 use crate::command::{JobRow, ProcRow};
 use crate::config::JobSpec;
@@ -18,7 +20,7 @@ pub struct Job {
     pub spec: Arc<JobSpec>,
     pub min: u32,
     pub max: u32,
-    pub procs: BTreeMap<u32, Proc>,
+    pub procs: BTreeMap<WorkerId, Proc>,
     /// Epoch seconds; 0 for never.
     pub lastrun: i64,
     pub lasterror: i64,
@@ -59,8 +61,8 @@ impl Job {
     pub fn proc_views(&self) -> Vec<ProcView> {
         self.procs
             .iter()
-            .map(|(pid, p)| ProcView {
-                pid: *pid,
+            .map(|(id, p)| ProcView {
+                id: *id,
                 state: p.state,
             })
             .collect()
@@ -174,7 +176,14 @@ impl Proc {
         self.state = ProcState::Stopping;
     }
 
-    pub fn row(&self, pid: u32, job: &str) -> ProcRow {
+    /// Ends a slot now (what SIGTERM is to a process): a job in flight
+    /// goes back to gearmand.
+    pub fn kill_slot(&mut self) {
+        let _ = self.control.send(Control::Kill);
+        self.state = ProcState::Stopping;
+    }
+
+    pub fn row(&self, id: WorkerId, job: &str) -> ProcRow {
         let state = match self.state {
             ProcState::Starting => "starting",
             ProcState::Idle { .. } => "idle",
@@ -182,12 +191,12 @@ impl Proc {
             ProcState::Stopping => "stopping",
         };
         ProcRow {
-            pid,
+            pid: id.pid(),
             job: job.to_string(),
             state: state.to_string(),
             jobs_done: self.jobs_done,
             uptime: self.started.elapsed(),
-            rss_kib: rss_kib(pid),
+            rss_kib: id.pid().and_then(rss_kib),
         }
     }
 }

@@ -1,0 +1,103 @@
+//! Who a pool member is. Most members are processes, but an `http` job's
+//! slots have no process, so the supervisor keys its maps by a [`WorkerId`]:
+//! a sequence number unique for the supervisor's life, and the PID when
+//! there is one. (The sequence number also keeps a PID that the kernel
+//! reuses quickly from being mistaken for the process that had it before.)
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::config::JobSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId {
+    seq: u64,
+    pid: Option<u32>,
+}
+
+impl WorkerId {
+    pub fn process(seq: u64, pid: u32) -> WorkerId {
+        WorkerId {
+            seq,
+            pid: Some(pid),
+        }
+    }
+
+    /// A member without a process (an http slot).
+    pub fn slot(seq: u64) -> WorkerId {
+        WorkerId { seq, pid: None }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// `Process` or `Slot`, for log lines.
+    pub fn noun(&self) -> &'static str {
+        match self.pid {
+            Some(_) => "Process",
+            None => "Slot",
+        }
+    }
+
+    /// The `(pid) [job]` prefix of log lines; `(slot N) [job]` for a slot.
+    pub fn tag(&self, job: &str) -> String {
+        match self.pid {
+            Some(pid) => crate::logging::proc_tag(pid, job),
+            None => format!("(slot {}) [{job}]", self.seq),
+        }
+    }
+}
+
+impl fmt::Display for WorkerId {
+    /// The PID, or `-` for a slot (as `ps` shows it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "{pid}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Why a member that has served `jobs_done` jobs since `started` should be
+/// replaced after its current job (`max_jobs`, `max_lifetime`), if it should.
+pub fn recycling_due(
+    job: &JobSpec,
+    jobs_done: u64,
+    started: Instant,
+    now: Instant,
+) -> Option<String> {
+    if job.max_jobs > 0 && jobs_done >= job.max_jobs {
+        return Some(format!("max_jobs {} reached", job.max_jobs));
+    }
+    match job.max_lifetime {
+        Some(limit) if now >= started + limit => {
+            Some(format!("max_lifetime {}s reached", limit.as_secs()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_show_their_pid_and_slots_a_dash() {
+        let p = WorkerId::process(3, 4242);
+        let s = WorkerId::slot(4);
+        assert_eq!((p.to_string(), s.to_string()), ("4242".into(), "-".into()));
+        assert_eq!(p.tag("J"), "(4242) [J]");
+        assert_eq!(s.tag("J"), "(slot 4) [J]");
+        assert_eq!(s.pid(), None);
+    }
+
+    #[test]
+    fn a_reused_pid_is_another_member() {
+        assert_ne!(WorkerId::process(1, 77), WorkerId::process(2, 77));
+    }
+}
