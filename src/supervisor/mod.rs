@@ -570,7 +570,7 @@ impl Supervisor {
         };
         let spec: Arc<JobSpec> = job.spec.clone();
         if spec.protocol == Protocol::Http {
-            return self.start_slot(name, spec);
+            return self.start_slot(name, spec, WorkerId::slot(seq));
         }
         let child = match spawn::spawn(&spec, &self.servers, self.user) {
             Ok(child) => child,
@@ -606,8 +606,7 @@ impl Supervisor {
     }
 
     /// Starts one slot of an http job: a member with no process.
-    fn start_slot(&mut self, name: &str, spec: Arc<JobSpec>) -> bool {
-        let id = WorkerId::slot(self.take_seq());
+    fn start_slot(&mut self, name: &str, spec: Arc<JobSpec>, id: WorkerId) -> bool {
         let client = self
             .endpoint_client
             .get_or_insert_with(EndpointClient::new)

@@ -1,6 +1,6 @@
 //! Real HTTP servers for the `http` protocol's tests, on free loopback ports:
-//! PHP's built-in web server serving `job.php` (an endpoint in driveshaft's
-//! format), and a fault endpoint of our own (hyper) that can be slow, answer
+//! PHP's built-in web server serving `examples/driveshaft/job.php` (an
+//! endpoint in driveshaft's format), and a fault endpoint of our own (hyper) that can be slow, answer
 //! 500 or garbage, hang up without answering, or be down and come back, and
 //! that counts the connections it accepted (to show keep-alive reuse).
 #![allow(dead_code)]
@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::common::{free_port, wait_for};
 
-/// `php -S` serving `tests/support/job.php`.
+/// `php -S` serving `examples/driveshaft/job.php`.
 pub struct PhpEndpoint {
     pub port: u16,
     child: Child,
@@ -33,7 +33,7 @@ impl PhpEndpoint {
     pub fn start() -> PhpEndpoint {
         let root = tempfile::tempdir().unwrap();
         std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/job.php"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/driveshaft/job.php"),
             root.path().join("job.php"),
         )
         .unwrap();

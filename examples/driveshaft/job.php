@@ -1,7 +1,10 @@
 <?php
-// A job endpoint in driveshaft's format, for the http protocol's tests and
-// the driveshaft import. driveshaft's README shows a JSON request body; its
-// code posts the same fields as a form: read either.
+// A job endpoint in driveshaft's format: the example behind README's
+// "Coming from driveshaft", and the endpoint the http protocol's tests run
+// against. driveshaft's README shows a JSON request body; its code posts the
+// same fields as a form: this reads either.
+//
+//     php -S 127.0.0.1:8080 -t examples/driveshaft
 $request = $_POST;
 if (!$request) {
     $request = json_decode(file_get_contents('php://input'), true) ?: [];
