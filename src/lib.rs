@@ -22,7 +22,9 @@
 //! - [`command`]: the one command layer behind the console and the HTTP
 //!   API: a request type, its validation and execution, and the answers.
 //! - [`console`]: the telnet management console (server side): its line
-//!   syntax and the connections.
+//!   syntax, the `auth` gate, and the connections on TCP and a Unix socket.
+//! - [`access`]: the admin token (loading, constant-time comparison) and the
+//!   rule that a door bound beyond loopback needs one.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line format and destinations.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
@@ -31,6 +33,7 @@
 //! - [`endpoint`]: the `http` protocol's client side: driveshaft's request
 //!   and response format, and the keep-alive client that POSTs jobs.
 
+pub mod access;
 pub mod command;
 pub mod config;
 pub mod console;

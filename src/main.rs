@@ -133,21 +133,13 @@ fn run(flags: RunFlags) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let listener = if settings.console_port == 0 {
-            None
-        } else {
-            match console::bind(&settings.console_bind, settings.console_port).await {
-                Ok(l) => Some(l),
-                Err(err) => {
-                    let msg = format!(
-                        "cannot listen on {}:{} for the console: {err} (set console_port, or 0 to disable it)",
-                        settings.console_bind, settings.console_port
-                    );
-                    return Err(msg);
-                }
-            }
-        };
-        supervisor::Supervisor::new(loaded, flags).run(listener).await.map_err(|e| e.to_string())
+        // The socket file lives as long as the supervisor runs, and is
+        // removed when it returns, cleanly or not.
+        let (listeners, _socket_file) = console::bind_all(&settings).await?;
+        supervisor::Supervisor::new(loaded, flags)
+            .run(listeners)
+            .await
+            .map_err(|e| e.to_string())
     });
     drop(pid_file);
     // Process tasks may still hold pipes; do not wait for them.

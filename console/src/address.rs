@@ -5,62 +5,73 @@
 //! and scripts still pass lists that way. An address is `host`,
 //! `host:port`, `[ipv6]` or `[ipv6]:port`; a bare IPv6 address without
 //! brackets is taken whole as the host, since its last group cannot be told
-//! apart from a port.
+//! apart from a port. `unix:/path/console.sock`, or any address with a `/`
+//! in it, is the driver's console socket (`console_socket`).
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 
 /// The port the supervisor's console listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 47300;
 
-/// One console server. It prints as `host:port` (`[host]:port` for IPv6),
-/// which is also the prefix of its answer lines.
+/// One console server. It prints as `host:port` (`[host]:port` for IPv6,
+/// `unix:/path` for a socket), which is also the prefix of its answer lines.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServerAddress {
-    host: String,
-    port: u16,
+pub enum ServerAddress {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
 }
 
 impl ServerAddress {
     pub fn new(host: impl Into<String>, port: u16) -> ServerAddress {
-        ServerAddress {
+        ServerAddress::Tcp {
             host: host.into(),
             port,
         }
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
+    pub fn unix(path: impl Into<PathBuf>) -> ServerAddress {
+        ServerAddress::Unix(path.into())
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
+    /// The socket's path, for a Unix socket address.
+    pub fn socket_path(&self) -> Option<&Path> {
+        match self {
+            ServerAddress::Unix(path) => Some(path),
+            ServerAddress::Tcp { .. } => None,
+        }
     }
 
-    /// Every socket address the name resolves to, in resolver order.
+    /// Every socket address a TCP server's name resolves to, in resolver
+    /// order.
     pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
-        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        let ServerAddress::Tcp { host, port } = self else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix socket has no network address",
+            ));
+        };
+        let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
         if addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} resolves to no address", self.host),
+                format!("{host} resolves to no address"),
             ));
         }
         Ok(addrs)
-    }
-
-    fn is_ipv6(&self) -> bool {
-        self.host.contains(':')
     }
 }
 
 impl fmt::Display for ServerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_ipv6() {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
+        match self {
+            ServerAddress::Tcp { host, port } if host.contains(':') => {
+                write!(f, "[{host}]:{port}")
+            }
+            ServerAddress::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ServerAddress::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
@@ -80,6 +91,15 @@ pub fn parse_server_list(text: &str) -> Result<Vec<ServerAddress>, String> {
 }
 
 fn parse_address(text: &str) -> Result<ServerAddress, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!("`{text}`: the socket path is empty"));
+        }
+        return Ok(ServerAddress::unix(path));
+    }
+    if text.contains('/') {
+        return Ok(ServerAddress::unix(text));
+    }
     if let Some(rest) = text.strip_prefix('[') {
         return parse_bracketed(text, rest);
     }
@@ -203,6 +223,25 @@ mod tests {
         assert!(parse_server_list(" , ")
             .unwrap_err()
             .contains("no server address"));
+    }
+
+    #[test]
+    fn unix_sockets_by_prefix_or_slash() {
+        assert_eq!(
+            one("unix:/run/gd/console.sock"),
+            ServerAddress::unix("/run/gd/console.sock")
+        );
+        assert_eq!(one("./console.sock"), ServerAddress::unix("./console.sock"));
+        assert_eq!(one("unix:rel.sock"), ServerAddress::unix("rel.sock"));
+        assert_eq!(
+            one("/run/gd/console.sock").to_string(),
+            "unix:/run/gd/console.sock"
+        );
+        let list = parse_server_list("/a.sock localhost:1").unwrap();
+        assert_eq!(list[1], ServerAddress::new("localhost", 1));
+        assert!(parse_server_list("unix:")
+            .unwrap_err()
+            .contains("socket path is empty"));
     }
 
     #[test]

@@ -45,6 +45,8 @@ Console commands (answered by the server; `help` lists what it knows):
   killall <job> [<job> ...]        SIGTERM to every process of the jobs (`*`: all)
   reload                           re-read the config and worker files
   shutdown                         stop the supervisor
+  auth <token>                     prove the admin token (sent by the client
+                                   itself with --token-file)
   quit                             close the connection
 
 Interactive mode:
@@ -56,7 +58,7 @@ Interactive mode:
   - `COMMAND | PIPELINE` sends COMMAND and feeds the answer lines, prefixed as
     above, to `sh -c PIPELINE`; for example `status | grep jpeg`.
   - One connection per server stays open. A server that goes away is reported
-    and reconnected on the next command.
+    and reconnected on the next command (with `auth` again, given a token).
   - `quit`, `exit` or Ctrl-D leave with exit status 0; Ctrl-C clears the line.
 
 ",
@@ -68,6 +70,8 @@ Examples:
   gearman-driver-console --server 'gd1 gd2:47301' \\
       set_processes GDExamples::Convert::convert_to_gif 2 10
   gearman-driver-console -s '[::1]:47300' show GDExamples::Convert::convert_to_gif
+  gearman-driver-console --server unix:/run/gearman-driver/console.sock status
+  GEARMAN_DRIVER_TOKEN=... gearman-driver-console --server gd1 killall '*'
   gearman-driver-console --server gd1,gd2"
 );
 
@@ -85,8 +89,9 @@ pub struct Cli {
     ///
     /// One value may list several addresses separated by spaces or commas,
     /// and the flag may repeat. An address is HOST, HOST:PORT, [IPV6] or
-    /// [IPV6]:PORT; the port defaults to 47300. Commands go to the servers in
-    /// the order given; an address given twice is used once.
+    /// [IPV6]:PORT; the port defaults to 47300. unix:PATH, or any address
+    /// with a `/` in it, is the driver's console socket. Commands go to the
+    /// servers in the order given; an address given twice is used once.
     #[arg(
         short = 's',
         long = "server",
@@ -108,6 +113,14 @@ pub struct Cli {
         value_parser = parse_timeout,
     )]
     pub timeout: Duration,
+
+    /// Send `auth <token>` first on every connection, the token being FILE's first line
+    ///
+    /// Needed when the driver has an admin_token_file and is reached over
+    /// TCP (its Unix socket needs none). Without this flag the token is taken
+    /// from the GEARMAN_DRIVER_TOKEN environment variable, if set.
+    #[arg(long = "token-file", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Keep the interactive history in FILE [default: ~/.gearman_driver_history]
     #[arg(long, value_name = "FILE")]

@@ -11,6 +11,7 @@ use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
 /// Command names offered in the first word: the server's commands and
 /// `exit`, which the client handles itself.
 pub const COMMANDS: &[&str] = &[
+    "auth",
     "exit",
     "help",
     "kill",

@@ -1,4 +1,5 @@
-//! One TCP connection to a console server, with every wait bounded.
+//! One connection to a console server, TCP or Unix socket, with every
+//! wait bounded, and the token sent first when there is one.
 //!
 //! Plain blocking sockets: the client talks to one server at a time and
 //! waits for its answer, so threads or an async runtime would buy nothing.
@@ -6,12 +7,14 @@
 //! server that accepts and then says nothing cannot hang a script.
 
 use std::fmt;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::address::ServerAddress;
 use crate::framing::{closes_connection, encode_command, read_answer, Answer};
+use crate::token::Token;
 
 /// Why a server gave no answer.
 #[derive(Debug)]
@@ -20,6 +23,8 @@ pub enum Failure {
     Connect(io::Error),
     /// The connection broke, timed out or carried garbage during a command.
     Exchange(io::Error),
+    /// The server refused the token; its answer line.
+    Auth(String),
 }
 
 impl fmt::Display for Failure {
@@ -31,33 +36,108 @@ impl fmt::Display for Failure {
             ),
             Failure::Connect(err) => write!(f, "cannot connect: {err}"),
             Failure::Exchange(err) => write!(f, "{err}"),
+            Failure::Auth(answer) => write!(
+                f,
+                "the token was refused: {answer} (see --token-file and GEARMAN_DRIVER_TOKEN)"
+            ),
         }
     }
 }
 
+/// A TCP or Unix stream; both take the same timeouts.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn connect(address: &ServerAddress, timeout: Duration) -> io::Result<Stream> {
+        match address.socket_path() {
+            Some(path) => UnixStream::connect(path).map(Stream::Unix),
+            None => connect_any(address, timeout).map(Stream::Tcp),
+        }
+    }
+
+    fn configure(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                // Commands are single small writes waiting for an answer;
+                // Nagle's delay would only add latency.
+                s.set_nodelay(true)
+            }
+            Stream::Unix(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))
+            }
+        }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct Connection {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     timeout: Duration,
 }
 
 impl Connection {
-    /// Connects to the first of the server's resolved addresses that
-    /// accepts within `timeout` (each address gets the full timeout).
-    pub fn open(address: &ServerAddress, timeout: Duration) -> Result<Connection, Failure> {
-        let stream = connect_any(address, timeout)
+    /// Connects to the server (for TCP, the first of its resolved addresses
+    /// that accepts within `timeout`; each gets the full timeout), then
+    /// sends `auth` with the token, if there is one.
+    pub fn open(
+        address: &ServerAddress,
+        timeout: Duration,
+        token: Option<&Token>,
+    ) -> Result<Connection, Failure> {
+        let stream = Stream::connect(address, timeout)
             .map_err(|err| Failure::Connect(explain_timeout(err, "no connection", timeout)))?;
-        let configure = || -> io::Result<()> {
-            stream.set_read_timeout(Some(timeout))?;
-            stream.set_write_timeout(Some(timeout))?;
-            // Commands are single small writes waiting for an answer;
-            // Nagle's delay would only add latency.
-            stream.set_nodelay(true)
-        };
-        configure().map_err(Failure::Connect)?;
-        Ok(Connection {
+        stream.configure(timeout).map_err(Failure::Connect)?;
+        let mut connection = Connection {
             reader: BufReader::new(stream),
             timeout,
-        })
+        };
+        if let Some(token) = token {
+            let answer = connection.ask(&token.auth_command())?;
+            if answer.is_error() {
+                return Err(Failure::Auth(answer.lines.join(" ")));
+            }
+        }
+        Ok(connection)
     }
 
     /// Sends one command and reads its whole answer.
@@ -70,13 +150,13 @@ impl Connection {
         let bytes = encode_command(command)?;
         let mut stream = self.reader.get_ref();
         stream.write_all(&bytes)?;
-        stream.flush()?;
         read_answer(&mut self.reader, closes_connection(command))
     }
 
     /// Whether this idle connection can no longer carry a command: the
     /// server closed it, or sent bytes nobody asked for, which would be
-    /// mistaken for the next answer. Checked without blocking.
+    /// mistaken for the next answer. Checked without blocking; a stale
+    /// connection is dropped, so the probe may consume what it finds.
     pub fn is_stale(&self) -> bool {
         if !self.reader.buffer().is_empty() {
             return true;
@@ -86,7 +166,7 @@ impl Connection {
             return true;
         }
         let mut probe = [0u8; 1];
-        let stale = match stream.peek(&mut probe) {
+        let stale = match (&mut &*stream).read(&mut probe) {
             Err(err) => err.kind() != io::ErrorKind::WouldBlock,
             Ok(_) => true,
         };
@@ -140,10 +220,107 @@ mod tests {
             (&stream).write_all(b"OK\r\n.\r\n").unwrap();
             line
         });
-        let mut connection = Connection::open(&address, Duration::from_secs(5)).unwrap();
+        let mut connection = Connection::open(&address, Duration::from_secs(5), None).unwrap();
         let answer = connection.ask("set_processes job 1 2").unwrap();
         assert_eq!(answer.lines, ["OK"]);
         assert_eq!(server.join().unwrap(), "set_processes job 1 2\n");
+    }
+
+    /// Serves one connection: answers each line with `reply(line)` and
+    /// returns the lines received.
+    fn serve_lines(
+        listener: impl FnOnce() -> Box<dyn ReadWrite>,
+        reply: fn(&str) -> &'static [u8],
+    ) -> thread::JoinHandle<Vec<String>> {
+        let stream = listener();
+        thread::spawn(move || {
+            let mut stream = stream;
+            let mut received = Vec::new();
+            let mut reader = BufReader::new(stream.try_clone_box());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return received;
+                }
+                let line = line.trim_end().to_string();
+                stream.write_all(reply(&line)).unwrap();
+                received.push(line);
+            }
+        })
+    }
+
+    trait ReadWrite: Read + Write + Send {
+        fn try_clone_box(&self) -> Box<dyn ReadWrite>;
+    }
+
+    impl ReadWrite for std::net::TcpStream {
+        fn try_clone_box(&self) -> Box<dyn ReadWrite> {
+            Box::new(self.try_clone().unwrap())
+        }
+    }
+
+    impl ReadWrite for UnixStream {
+        fn try_clone_box(&self) -> Box<dyn ReadWrite> {
+            Box::new(self.try_clone().unwrap())
+        }
+    }
+
+    fn token() -> Token {
+        Token::parse("s3cret", "test").unwrap()
+    }
+
+    #[test]
+    fn the_token_goes_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = local(&listener);
+        let connect = thread::spawn(move || {
+            Connection::open(&address, Duration::from_secs(5), Some(&token()))
+                .and_then(|mut c| c.ask("status"))
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let server = serve_lines(move || Box::new(stream), |_| b"OK\r\n.\r\n");
+        let answer = connect.join().unwrap().unwrap();
+        assert_eq!(answer.lines, ["OK"]);
+        assert_eq!(server.join().unwrap(), ["auth s3cret", "status"]);
+    }
+
+    #[test]
+    fn a_refused_token_is_an_auth_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = local(&listener);
+        let connect = thread::spawn(move || {
+            Connection::open(&address, Duration::from_secs(5), Some(&token()))
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let server = serve_lines(move || Box::new(stream), |_| b"ERR unauthorized\r\n.\r\n");
+        let Err(failure) = connect.join().unwrap() else {
+            panic!("a refused token must fail the connection");
+        };
+        assert!(matches!(failure, Failure::Auth(_)), "{failure:?}");
+        assert!(
+            failure.to_string().contains("ERR unauthorized"),
+            "{failure}"
+        );
+        drop(server);
+    }
+
+    #[test]
+    fn talks_over_a_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let address = ServerAddress::unix(&path);
+        let connect = thread::spawn(move || {
+            let mut connection = Connection::open(&address, Duration::from_secs(5), None)?;
+            let answer = connection.ask("status")?;
+            Ok::<_, Failure>((answer, connection.is_stale()))
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let server = serve_lines(move || Box::new(stream), |_| b"job  0  1\r\n.\r\n");
+        let (answer, stale) = connect.join().unwrap().unwrap();
+        assert_eq!(answer.lines, ["job  0  1"]);
+        assert!(!stale);
+        assert_eq!(server.join().unwrap(), ["status"]);
     }
 
     #[test]
@@ -155,7 +332,7 @@ mod tests {
             // Hold the connection open without answering until the client gives up.
             let _ = stream.read_to_end(&mut Vec::new());
         });
-        let mut connection = Connection::open(&address, Duration::from_millis(200)).unwrap();
+        let mut connection = Connection::open(&address, Duration::from_millis(200), None).unwrap();
         let err = connection.ask("status").unwrap_err();
         assert!(err.to_string().contains("no answer within 200ms"), "{err}");
         drop(connection);
@@ -170,7 +347,7 @@ mod tests {
             .unwrap()
             .port();
         let address = ServerAddress::new("127.0.0.1", port);
-        let Err(err) = Connection::open(&address, Duration::from_secs(5)) else {
+        let Err(err) = Connection::open(&address, Duration::from_secs(5), None) else {
             panic!("nothing listens on port {port}, yet it connected");
         };
         assert!(matches!(err, Failure::Connect(_)));
@@ -184,7 +361,7 @@ mod tests {
     fn staleness_is_seen_without_blocking() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = local(&listener);
-        let connection = Connection::open(&address, Duration::from_secs(5)).unwrap();
+        let connection = Connection::open(&address, Duration::from_secs(5), None).unwrap();
         let (server_side, _) = listener.accept().unwrap();
         assert!(!connection.is_stale());
         drop(server_side);

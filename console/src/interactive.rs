@@ -21,6 +21,7 @@ use crate::input::{parse_input, Input};
 use crate::output::prefixed;
 use crate::pipeline::run_pipeline;
 use crate::session::{ServerAnswer, Session};
+use crate::token::Token;
 
 pub const PROMPT: &str = "console> ";
 
@@ -28,7 +29,12 @@ const HISTORY_SIZE: usize = 1000;
 
 pub type ConsoleEditor = Editor<ConsoleHelper, FileHistory>;
 
-pub fn run(servers: Vec<ServerAddress>, timeout: Duration, history: Option<PathBuf>) -> ExitCode {
+pub fn run(
+    servers: Vec<ServerAddress>,
+    timeout: Duration,
+    history: Option<PathBuf>,
+    token: Option<Token>,
+) -> ExitCode {
     let mut editor = match new_editor() {
         Ok(editor) => editor,
         Err(err) => {
@@ -38,7 +44,7 @@ pub fn run(servers: Vec<ServerAddress>, timeout: Duration, history: Option<PathB
     };
     let mut history = HistoryFile::new(history);
     history.load_into(&mut editor);
-    let mut session = Session::open(servers, timeout);
+    let mut session = Session::open(servers, timeout, token);
     loop {
         let jobs = session.job_names();
         if let Some(helper) = editor.helper_mut() {

@@ -9,7 +9,9 @@
 //!   lists) and their printed form, which prefixes every answer line.
 //! - [`framing`]: the line protocol without sockets: commands out, answers
 //!   in, up to the `.` line (or the close, for `quit`).
-//! - [`connection`]: one TCP connection with every wait bounded.
+//! - [`connection`]: one TCP or Unix-socket connection with every wait
+//!   bounded, sending the token first.
+//! - [`token`]: the admin token from `--token-file` or `GEARMAN_DRIVER_TOKEN`.
 //! - [`output`]: the `host:port> ` prefix.
 //! - [`oneshot`]: one command to every server, and the exit status.
 //! - [`interactive`]: the `console> ` loop; it uses [`session`] (persistent
@@ -28,6 +30,7 @@ pub mod oneshot;
 pub mod output;
 pub mod pipeline;
 pub mod session;
+pub mod token;
 
 use std::process::ExitCode;
 
@@ -37,14 +40,24 @@ use framing::encode_command;
 /// Runs the client as the command line asks and returns its exit status.
 pub fn run(cli: &Cli) -> ExitCode {
     let servers = cli.servers();
+    let token = match token::resolve(
+        cli.token_file.as_deref(),
+        std::env::var(token::TOKEN_ENV).ok(),
+    ) {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("gearman-driver-console: {err}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.one_shot_command() {
         Some(command) => {
             if let Err(err) = encode_command(&command) {
                 eprintln!("gearman-driver-console: {err}");
                 return ExitCode::from(2);
             }
-            oneshot::run(&servers, &command, cli.timeout).exit_code()
+            oneshot::run(&servers, &command, cli.timeout, token.as_ref()).exit_code()
         }
-        None => interactive::run(servers, cli.timeout, cli.history.clone()),
+        None => interactive::run(servers, cli.timeout, cli.history.clone(), token),
     }
 }

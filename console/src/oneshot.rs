@@ -9,6 +9,7 @@ use crate::address::ServerAddress;
 use crate::connection::{Connection, Failure};
 use crate::framing::Answer;
 use crate::output::write_answer;
+use crate::token::Token;
 
 /// The worst thing that happened across all servers; the order of the
 /// variants is their precedence.
@@ -35,6 +36,8 @@ impl Outcome {
         match result {
             Ok(answer) if answer.is_error() => Outcome::Refused,
             Ok(_) => Outcome::Answered,
+            // The server answered: ERR to the token.
+            Err(Failure::Auth(_)) => Outcome::Refused,
             Err(_) => Outcome::Unreachable,
         }
     }
@@ -42,12 +45,17 @@ impl Outcome {
 
 /// Sends `command` to each server in order. Answers go to stdout as they
 /// arrive; failures go to stderr, naming the server.
-pub fn run(servers: &[ServerAddress], command: &str, timeout: Duration) -> Outcome {
+pub fn run(
+    servers: &[ServerAddress],
+    command: &str,
+    timeout: Duration,
+    token: Option<&Token>,
+) -> Outcome {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut outcome = Outcome::Answered;
     for address in servers {
-        let result = ask(address, command, timeout);
+        let result = ask(address, command, timeout, token);
         outcome = outcome.max(Outcome::of(&result));
         match result {
             Ok(answer) => {
@@ -66,8 +74,13 @@ pub fn run(servers: &[ServerAddress], command: &str, timeout: Duration) -> Outco
     outcome
 }
 
-fn ask(address: &ServerAddress, command: &str, timeout: Duration) -> Result<Answer, Failure> {
-    Connection::open(address, timeout)?.ask(command)
+fn ask(
+    address: &ServerAddress,
+    command: &str,
+    timeout: Duration,
+    token: Option<&Token>,
+) -> Result<Answer, Failure> {
+    Connection::open(address, timeout, token)?.ask(command)
 }
 
 #[cfg(test)]
@@ -91,6 +104,8 @@ mod tests {
         );
         let lost = Err(Failure::Exchange(io::ErrorKind::UnexpectedEof.into()));
         assert_eq!(Outcome::of(&lost), Outcome::Unreachable);
+        let refused = Err(Failure::Auth("ERR unauthorized".into()));
+        assert_eq!(Outcome::of(&refused), Outcome::Refused);
     }
 
     #[test]

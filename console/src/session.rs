@@ -2,7 +2,8 @@
 //! between commands, as telnet users of Gearman::Driver had them.
 //!
 //! A server that goes away must not end the session: the others keep
-//! working, the loss is reported once, and the next command reconnects.
+//! working, the loss is reported once, and the next command reconnects
+//! (sending the token again, as every new connection does).
 //! Problems go to stderr, prefixed with the server's address.
 
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use crate::address::ServerAddress;
 use crate::connection::{Connection, Failure};
 use crate::framing::Answer;
+use crate::token::Token;
 
 /// One server's answer to a command sent to all of them.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub struct ServerAnswer {
 pub struct Session {
     servers: Vec<Server>,
     timeout: Duration,
+    /// Sent as `auth` on every new connection, reconnections included.
+    token: Option<Token>,
 }
 
 struct Server {
@@ -31,7 +35,7 @@ struct Server {
 impl Session {
     /// Connects to every server; those that cannot be reached now are
     /// reported and tried again on the first command.
-    pub fn open(addresses: Vec<ServerAddress>, timeout: Duration) -> Session {
+    pub fn open(addresses: Vec<ServerAddress>, timeout: Duration, token: Option<Token>) -> Session {
         let mut servers: Vec<Server> = addresses
             .into_iter()
             .map(|address| Server {
@@ -40,19 +44,23 @@ impl Session {
             })
             .collect();
         for server in &mut servers {
-            server.connect(timeout);
+            server.connect(timeout, token.as_ref());
         }
-        Session { servers, timeout }
+        Session {
+            servers,
+            timeout,
+            token,
+        }
     }
 
     /// Sends `command` to every server, reconnecting where needed, and
     /// returns the answers of those that gave one, in server order.
     pub fn ask_all(&mut self, command: &str) -> Vec<ServerAnswer> {
-        let timeout = self.timeout;
+        let (timeout, token) = (self.timeout, self.token.as_ref());
         self.servers
             .iter_mut()
             .filter_map(|server| {
-                server.reconnect_if_needed(timeout);
+                server.reconnect_if_needed(timeout, token);
                 let answer = server.ask(command)?;
                 Some(ServerAnswer {
                     address: server.address.clone(),
@@ -85,8 +93,8 @@ impl Session {
 }
 
 impl Server {
-    fn connect(&mut self, timeout: Duration) {
-        match Connection::open(&self.address, timeout) {
+    fn connect(&mut self, timeout: Duration, token: Option<&Token>) {
+        match Connection::open(&self.address, timeout, token) {
             Ok(connection) => self.connection = Some(connection),
             Err(failure) => {
                 eprintln!(
@@ -97,7 +105,7 @@ impl Server {
         }
     }
 
-    fn reconnect_if_needed(&mut self, timeout: Duration) {
+    fn reconnect_if_needed(&mut self, timeout: Duration, token: Option<&Token>) {
         if self.connection.as_ref().is_some_and(Connection::is_stale) {
             eprintln!(
                 "{}: the server closed the connection, reconnecting",
@@ -106,7 +114,7 @@ impl Server {
             self.connection = None;
         }
         if self.connection.is_none() {
-            self.connect(timeout);
+            self.connect(timeout, token);
         }
     }
 

@@ -142,3 +142,93 @@ fn lost_connections_are_reported_and_reconnected() {
     term.press("Enter");
     assert_eq!(term.wait_for_exit(), 0, "quit should leave with status 0");
 }
+
+#[test]
+fn the_token_from_the_environment_is_sent_again_after_a_reconnect() {
+    if !tmux_or_skip("the_token_from_the_environment_is_sent_again_after_a_reconnect") {
+        return;
+    }
+    let server = FakeConsole::with_token(&[GIF], "s3cret");
+    let home = tempfile::tempdir().unwrap();
+    let history = home.path().join("history");
+    let term = Tmux::start(
+        "env",
+        &[
+            "GEARMAN_DRIVER_TOKEN=s3cret",
+            CLIENT,
+            "--history",
+            history.to_str().unwrap(),
+            "--server",
+            server.address(),
+        ],
+    );
+    term.wait_for("the first prompt", at_prompt);
+    let gif_line = format!("{}> {GIF}", server.address());
+    term.type_text("status");
+    term.press("Enter");
+    term.wait_for("status", |s| s.contains(&gif_line) && at_prompt(s));
+
+    server.drop_connections();
+    term.type_text("show ");
+    term.press("Tab");
+    term.wait_for("a job name completed", |s| {
+        s.contains(&format!("console> show {GIF}"))
+    });
+    term.press("Enter");
+    let pid_line = format!("{}> {PID}", server.address());
+    let screen = term.wait_for("show after the reconnect", |s| {
+        s.contains(&pid_line) && at_prompt(s)
+    });
+    assert!(!screen.contains("unauthorized"), "{screen}");
+    term.type_text("quit");
+    term.press("Enter");
+    assert_eq!(term.wait_for_exit(), 0);
+
+    let received = server.received();
+    let auths = received.iter().filter(|l| *l == "auth s3cret").count();
+    assert_eq!(auths, 2, "once per connection: {received:?}");
+    assert_eq!(received[0], "auth s3cret", "{received:?}");
+    let reconnect = received.iter().rposition(|l| l == "auth s3cret").unwrap();
+    assert_eq!(
+        received[reconnect + 1],
+        format!("show {GIF}"),
+        "{received:?}"
+    );
+}
+
+#[test]
+fn a_token_file_in_interactive_mode() {
+    if !tmux_or_skip("a_token_file_in_interactive_mode") {
+        return;
+    }
+    let server = FakeConsole::with_token(&[GIF, JPEG], "s3cret");
+    let home = tempfile::tempdir().unwrap();
+    let token = home.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let history = home.path().join("history");
+    let term = Tmux::start(
+        CLIENT,
+        &[
+            "--token-file",
+            token.to_str().unwrap(),
+            "--history",
+            history.to_str().unwrap(),
+            "--server",
+            server.address(),
+        ],
+    );
+    term.wait_for("the first prompt", at_prompt);
+    // Job names come from `status`, which only an authorized connection gets.
+    term.type_text("set_processes GDExamples::Convert::convert_to_j");
+    term.press("Tab");
+    term.wait_for("the completed job name", |s| {
+        s.contains(&format!("console> set_processes {JPEG}"))
+    });
+    term.type_text(" 1 2");
+    term.press("Enter");
+    let ok = format!("{}> OK", server.address());
+    term.wait_for("OK", |s| s.contains(&ok) && at_prompt(s));
+    term.press("C-d");
+    assert_eq!(term.wait_for_exit(), 0);
+    assert_eq!(server.received()[0], "auth s3cret");
+}

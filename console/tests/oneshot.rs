@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::fake_console::{status_line, FakeConsole, PID};
-use support::{run_client, unused_address};
+use support::{run_client, run_client_with_env, unused_address};
 
 const GIF: &str = "GDExamples::Convert::convert_to_gif";
 const JPEG: &str = "GDExamples::Convert::convert_to_jpeg";
@@ -168,4 +168,123 @@ fn help_documents_the_exit_status_and_interactive_features() {
     ] {
         assert!(run.stdout.contains(needle), "--help lacks {needle:?}");
     }
+}
+
+/// A token file with `token` on its first line, in a fresh directory.
+fn token_file(token: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (dir, path)
+}
+
+#[test]
+fn a_token_file_sends_auth_before_the_command() {
+    let a = FakeConsole::with_token(&[GIF], "s3cret");
+    let (_dir, file) = token_file("s3cret");
+    let run = run_client(&["--token-file", &file, "--server", a.address(), "status"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        lines(&run.stdout),
+        [format!("{}> {}", a.address(), status_line(GIF))],
+        "the answer to auth is not printed"
+    );
+    assert_eq!(a.received(), ["auth s3cret", "status"]);
+}
+
+#[test]
+fn the_token_from_the_environment_and_the_file_winning_over_it() {
+    let a = FakeConsole::with_token(&[GIF], "s3cret");
+    let env = [("GEARMAN_DRIVER_TOKEN", "s3cret")];
+    let run = run_client_with_env(&["--server", a.address(), "show", GIF], &env);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        a.received(),
+        ["auth s3cret".to_string(), format!("show {GIF}")]
+    );
+
+    let b = FakeConsole::with_token(&[GIF], "s3cret");
+    let (_dir, file) = token_file("s3cret");
+    let wrong_env = [("GEARMAN_DRIVER_TOKEN", "wrong")];
+    let run = run_client_with_env(
+        &["--token-file", &file, "--server", b.address(), "status"],
+        &wrong_env,
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(b.received()[0], "auth s3cret");
+}
+
+#[test]
+fn a_refused_token_exits_1_without_sending_the_command() {
+    let a = FakeConsole::with_token(&[GIF], "s3cret");
+    let b = FakeConsole::with_token(&[GIF], "wrong");
+    let servers = format!("{} {}", a.address(), b.address());
+    let env = [("GEARMAN_DRIVER_TOKEN", "wrong")];
+    let run = run_client_with_env(&["--server", &servers, "shutdown"], &env);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(a.received(), ["auth wrong"], "shutdown never reached it");
+    let expected = format!("{}: the token was refused: ERR unauthorized", a.address());
+    assert!(run.stderr.contains(&expected), "{:?}", run.stderr);
+    assert_eq!(
+        b.received(),
+        ["auth wrong", "shutdown"],
+        "the other server still got it"
+    );
+}
+
+#[test]
+fn without_a_token_a_guarded_server_answers_unauthorized() {
+    let a = FakeConsole::with_token(&[GIF], "s3cret");
+    let run = run_client(&["--server", a.address(), "status"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        lines(&run.stdout),
+        [format!("{}> ERR unauthorized", a.address())]
+    );
+}
+
+#[test]
+fn an_empty_or_missing_token_file_is_a_usage_error() {
+    let a = FakeConsole::with_token(&[GIF], "s3cret");
+    let (dir, file) = token_file("");
+    let run = run_client(&["--token-file", &file, "--server", a.address(), "status"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("holds no token"), "{:?}", run.stderr);
+    let missing = dir.path().join("missing");
+    let run = run_client(&[
+        "--token-file",
+        missing.to_str().unwrap(),
+        "--server",
+        a.address(),
+        "status",
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("cannot read the token file"),
+        "{:?}",
+        run.stderr
+    );
+    assert!(a.received().is_empty());
+}
+
+#[test]
+fn unix_sockets_by_prefix_or_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.sock");
+    let server = FakeConsole::on_unix_socket(&[GIF], &path);
+    let path = path.to_str().unwrap();
+    assert_eq!(server.address(), format!("unix:{path}"));
+    for server in [format!("unix:{path}"), path.to_string()] {
+        let run = run_client(&["--server", &server, "status"]);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        assert_eq!(
+            lines(&run.stdout),
+            [format!("unix:{path}> {}", status_line(GIF))]
+        );
+    }
+    let gone = dir.path().join("gone.sock");
+    let run = run_client(&["--server", gone.to_str().unwrap(), "status"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("cannot connect"), "{:?}", run.stderr);
 }

@@ -73,6 +73,10 @@ pub const HELP: &[(&str, &str)] = &[
         "one line per [[schedule]]: name, next run, last run and its result",
     ),
     ("help", "this list"),
+    (
+        "auth <token>",
+        "prove the admin token (first, on TCP, when admin_token_file is set)",
+    ),
     ("quit", "close this connection"),
     ("shutdown", "stop the supervisor (as SIGTERM)"),
 ];

@@ -156,6 +156,8 @@ pub enum ErrorKind {
     UnknownCommand,
     /// A reload whose configuration has errors.
     InvalidConfig,
+    /// Refused by a door: no or a wrong admin token.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -166,7 +168,7 @@ impl ErrorKind {
             ErrorKind::InvalidJobName => Some("invalid_job_name"),
             ErrorKind::InvalidValue => Some("invalid_value"),
             ErrorKind::UnknownCommand => Some("unknown_command"),
-            ErrorKind::InvalidConfig => None,
+            ErrorKind::InvalidConfig | ErrorKind::Unauthorized => None,
         }
     }
 }

@@ -111,4 +111,25 @@ pub struct RunFlags {
     /// Run worker processes as this user (when the driver runs as root).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// File whose first line is the admin token: console clients must send `auth <token>` first
+    /// (the file must not be readable by others).
+    #[arg(
+        long = "admin-token-file",
+        alias = "admin_token_file",
+        value_name = "FILE"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+    /// Also serve the console on this Unix socket (mode 0660, no `auth` needed).
+    #[arg(long = "console-socket", alias = "console_socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Console connections served at once per listener; more are told so and closed (default 64).
+    #[arg(
+        long = "console-max-connections",
+        alias = "console_max_connections",
+        value_name = "N"
+    )]
+    pub console_max_connections: Option<usize>,
+    /// Allow a console bound beyond loopback without an admin token.
+    #[arg(long = "insecure-bind", alias = "insecure_bind")]
+    pub insecure_bind: bool,
 }

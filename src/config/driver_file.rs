@@ -82,6 +82,10 @@ pub struct DriverFile {
     pub pid_file: Option<String>,
     pub daemonize: Option<bool>,
     pub user: Option<String>,
+    pub admin_token_file: Option<String>,
+    pub console_socket: Option<String>,
+    pub console_max_connections: Option<usize>,
+    pub insecure_bind: Option<bool>,
     pub unknown_job_command: Option<CommandSpec>,
     #[serde(default)]
     pub worker_options: BTreeMap<String, toml::Table>,

@@ -1,7 +1,8 @@
 //! Worker files with `protocol = "http"` (driveshaft's endpoints): the keys
 //! only they take (`url`, `headers`, `request_format`), the keys that make no
 //! sense without a process and are errors there (`command`, `max_rss`,
-//! `start_timeout`), and the endpoint such a file declares.
+//! `start_timeout`, and the isolation keys `user`, `group`, `umask`,
+//! `rlimits`), and the endpoint such a file declares.
 //!
 //! Kept apart from the general worker-file checks so that the rules of one
 //! protocol read in one place.
@@ -122,6 +123,21 @@ pub fn check(
         ));
     }
     check_process_only_keys(path, source, errors);
+    let isolation = [
+        ("user", wf.user.as_ref().map(|v| v.span().start)),
+        ("group", wf.group.as_ref().map(|v| v.span().start)),
+        ("umask", wf.umask.as_ref().map(|v| v.span().start)),
+        ("rlimits", wf.rlimits.values().map(|v| v.span().start).min()),
+    ];
+    for (key, offset) in isolation {
+        if let Some(offset) = offset {
+            errors.push(err_at(
+                key,
+                offset,
+                format!("`{key}` does not apply to protocol = \"http\": there is no process"),
+            ));
+        }
+    }
     let url = match &wf.url {
         None => {
             errors.push(
@@ -276,6 +292,18 @@ mod tests {
             ]
         );
         assert!(errors.iter().all(|e| e.file.is_some()));
+    }
+
+    #[test]
+    fn isolation_keys_are_errors_too() {
+        let (_, errors) = checked(
+            "protocol = \"http\"\nurl = \"http://127.0.0.1/\"\numask = \"0027\"\nrlimits = { nofile = 10 }\n[jobs.a]\n",
+        );
+        let found: Vec<(&str, usize)> = errors
+            .iter()
+            .map(|e| (e.key.as_deref().unwrap(), e.position.unwrap().0))
+            .collect();
+        assert_eq!(found, vec![("umask", 3), ("rlimits", 4)]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::driver_file::RuntimeAttrs;
 use super::error::{ConfigError, ConfigErrors};
 use super::http_worker::{self, HttpEndpoint};
+use super::isolation::{self, Isolation};
 use super::worker_file::{CommandSpec, JobAttrs, Protocol, WorkerFile};
 
 /// One registered Gearman function of a job.
@@ -51,6 +52,8 @@ pub struct JobSpec {
     pub start_timeout: Duration,
     /// `GEARMAN_DRIVER_OPTIONS`: GLOBAL merged under the module's own options.
     pub options_json: String,
+    /// User, group, umask and resource limits of the processes.
+    pub isolation: Isolation,
 }
 
 impl JobSpec {
@@ -85,6 +88,8 @@ pub struct JobTableInput<'a> {
     pub runtime_attributes: &'a BTreeMap<String, RuntimeAttrs>,
     /// The driver config file, to name it in errors about runtime attributes.
     pub config_file: Option<&'a Path>,
+    /// The driver-wide `user`, for worker files that set neither `user` nor `group`.
+    pub default_user: Option<&'a str>,
 }
 
 /// A worker file found below a lib dir, and its module name.
@@ -247,6 +252,22 @@ fn load_worker_file(
         }
         _ => Vec::new(),
     };
+    let (isolation, problems) = isolation::resolve(
+        &isolation::Requested {
+            user: wf.user.as_ref(),
+            group: wf.group.as_ref(),
+            umask: wf.umask.as_ref(),
+            rlimits: &wf.rlimits,
+        },
+        input.default_user,
+        isolation::Me::current(),
+    );
+    // An http file's isolation keys are errors of their own (no process).
+    if wf.protocol != Protocol::Http {
+        for (key, offset, msg) in problems {
+            errors.push(err_at(key, offset, msg));
+        }
+    }
     if wf.jobs.is_empty() {
         errors.push(
             ConfigError::new("declares no [jobs.<name>] table")
@@ -374,6 +395,7 @@ fn load_worker_file(
                     .unwrap_or(DEFAULT_START_TIMEOUT),
             ),
             options_json: options_json.clone(),
+            isolation: isolation.clone(),
         });
     }
     errors.into_result(jobs)
@@ -503,6 +525,7 @@ mod tests {
             worker_options: &opts,
             runtime_attributes: &rt,
             config_file: None,
+            default_user: None,
         })
     }
 
@@ -580,6 +603,10 @@ mod tests {
             ("command = \"./not-executable.txt\"\n[jobs.a]\n", "command"),
             ("command = \"/bin/cat\"\n[jobs.a]\nprocess_group = \"g\"\nmin_processes = 1\n[jobs.b]\nprocess_group = \"g\"\nmin_processes = 1\n", "jobs.b.min_processes"),
             ("command = \"/bin/cat\"\n[jobs.\"a b\"]\n", "jobs.a b"),
+            ("command = \"/bin/cat\"\nuser = \"no-such-user-xyz\"\n[jobs.a]\n", "user"),
+            ("command = \"/bin/cat\"\ngroup = \"no-such-group-xyz\"\n[jobs.a]\n", "group"),
+            ("command = \"/bin/cat\"\numask = 27\n[jobs.a]\n", "umask"),
+            ("command = \"/bin/cat\"\nrlimits = { nofiles = 1 }\n[jobs.a]\n", "rlimits.nofiles"),
         ];
         for (body, key) in cases {
             let tmp = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver_file;
 pub mod error;
 pub mod http_worker;
+pub mod isolation;
 pub mod jobs;
 pub mod schedules;
 pub mod worker_file;
@@ -22,11 +23,13 @@ pub use http_worker::{HttpEndpoint, RequestFormat};
 pub use jobs::{FunctionSpec, JobSpec};
 pub use worker_file::Protocol;
 
+use crate::access::{self, AdminToken};
 use driver_file::split_list;
 
 pub const DEFAULT_SERVER: &str = "localhost:4730";
 pub const DEFAULT_GEARMAN_PORT: u16 = 4730;
 pub const DEFAULT_CONSOLE_PORT: u16 = 47300;
+pub const DEFAULT_CONSOLE_MAX_CONNECTIONS: usize = 64;
 
 /// The driver's resolved settings: file keys, then flags over them.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +41,15 @@ pub struct Settings {
     pub lib: Vec<PathBuf>,
     pub console_port: u16,
     pub console_bind: String,
+    /// The console also on this Unix socket.
+    pub console_socket: Option<PathBuf>,
+    /// Connections each console listener serves at once.
+    pub console_max_connections: usize,
+    pub admin_token_file: Option<PathBuf>,
+    /// The token from `admin_token_file`: the TCP console and HTTP writes need it.
+    pub admin_token: Option<AdminToken>,
+    /// Listen beyond loopback without a token all the same.
+    pub insecure_bind: bool,
     pub interval: Duration,
     pub max_idle_time: Duration,
     pub shutdown_timeout: Duration,
@@ -70,6 +82,7 @@ pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
         worker_options: &settings.worker_options,
         runtime_attributes: &settings.job_runtime_attributes,
         config_file: settings.config_file.as_deref(),
+        default_user: settings.user.as_deref(),
     })?;
     Ok(Loaded { settings, jobs })
 }
@@ -246,24 +259,65 @@ fn merge(
 
     let user = flags.user.clone().or(file.user.clone());
     if let Some(name) = &user {
-        if let Err(msg) = resolve_user(name) {
+        if let Err((_, msg)) = isolation::identity(Some(name), None, isolation::Me::current()) {
             errors.push(cfg_err("user", msg));
         }
     }
+
+    let console_port = flags
+        .console_port
+        .or(file.console_port)
+        .unwrap_or(DEFAULT_CONSOLE_PORT);
+    let console_bind = flags
+        .console_bind
+        .clone()
+        .or(file.console_bind.clone())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let admin_token_file = flags
+        .admin_token_file
+        .clone()
+        .or(file.admin_token_file.as_deref().map(rel_file));
+    let admin_token = admin_token_file.as_deref().and_then(|path| {
+        AdminToken::load(path)
+            .map_err(|msg| errors.push(cfg_err("admin_token_file", msg)))
+            .ok()
+    });
+    let insecure_bind = flags.insecure_bind || file.insecure_bind.unwrap_or(false);
+    // Every door that listens on TCP: the HTTP listener's http_bind joins here.
+    let mut binds = Vec::new();
+    if console_port != 0 {
+        binds.push(("console_bind", console_bind.as_str()));
+    }
+    let token_set = admin_token_file.is_some();
+    for (key, msg) in access::exposed_binds(&binds, token_set, insecure_bind) {
+        errors.push(cfg_err(key, msg));
+    }
+    let console_max_connections = flags
+        .console_max_connections
+        .or(file.console_max_connections)
+        .unwrap_or(DEFAULT_CONSOLE_MAX_CONNECTIONS);
+    if console_max_connections == 0 {
+        errors.push(cfg_err(
+            "console_max_connections",
+            "must be at least 1 (set console_port = 0 to turn the console off)".into(),
+        ));
+    }
+    let console_socket = flags
+        .console_socket
+        .clone()
+        .or(file.console_socket.as_deref().map(rel_file));
     let settings = Settings {
         config_file: flags.config.clone(),
         servers,
         namespaces,
         lib,
-        console_port: flags
-            .console_port
-            .or(file.console_port)
-            .unwrap_or(DEFAULT_CONSOLE_PORT),
-        console_bind: flags
-            .console_bind
-            .clone()
-            .or(file.console_bind)
-            .unwrap_or_else(|| "127.0.0.1".into()),
+        console_port,
+        console_bind,
+        console_socket,
+        console_max_connections,
+        admin_token_file,
+        admin_token,
+        insecure_bind,
         interval,
         max_idle_time,
         shutdown_timeout,
@@ -329,47 +383,6 @@ pub fn parse_level(s: &str) -> Option<tracing::Level> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_addresses_get_default_ports() {
-        assert_eq!(normalize_server("h", 4730).unwrap(), "h:4730");
-        assert_eq!(normalize_server("h:1", 4730).unwrap(), "h:1");
-        assert_eq!(normalize_server("[::1]:5", 4730).unwrap(), "[::1]:5");
-        assert_eq!(normalize_server("::1", 4730).unwrap(), "[::1]:4730");
-        assert!(normalize_server("h:x", 4730).is_err());
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let file = DriverFile::parse(
-            Path::new("d.toml"),
-            "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5",
-        )
-        .unwrap();
-        let flags = RunFlags {
-            server: Some("b:2,c".into()),
-            console_port: Some(0),
-            ..Default::default()
-        };
-        let s = merge(&flags, file, Path::new("/etc/gd"), "").unwrap();
-        assert_eq!(s.servers, vec!["b:2", "c:4730"]);
-        assert_eq!(s.interval, Duration::from_secs(2));
-        assert_eq!(s.namespaces, vec!["X"]);
-        assert_eq!(s.console_port, 0);
-        assert_eq!(s.lib, vec![PathBuf::from("/etc/gd/workers")]);
-    }
-
-    #[test]
-    fn perl_level_spellings() {
-        assert_eq!(parse_level("INFO"), Some(tracing::Level::INFO));
-        assert_eq!(parse_level("DEBUG"), Some(tracing::Level::DEBUG));
-        assert_eq!(parse_level("loud"), None);
-    }
-}
-
 /// The `check` table: job, min, max, protocol, functions, command.
 pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
     let header = ["JOB", "MIN", "MAX", "PROTOCOL", "FUNCTIONS", "COMMAND"];
@@ -420,29 +433,62 @@ pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
     out
 }
 
-/// Who worker processes run as: `--user`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Looks a user up; the driver must be root to switch to anyone else.
-pub fn resolve_user(name: &str) -> Result<Option<Credentials>, String> {
-    let user = nix::unistd::User::from_name(name)
-        .map_err(|e| format!("cannot look up user `{name}`: {e}"))?
-        .ok_or_else(|| format!("no such user `{name}`"))?;
-    let me = nix::unistd::geteuid();
-    if user.uid == me {
-        return Ok(None);
+    #[test]
+    fn server_addresses_get_default_ports() {
+        assert_eq!(normalize_server("h", 4730).unwrap(), "h:4730");
+        assert_eq!(normalize_server("h:1", 4730).unwrap(), "h:1");
+        assert_eq!(normalize_server("[::1]:5", 4730).unwrap(), "[::1]:5");
+        assert_eq!(normalize_server("::1", 4730).unwrap(), "[::1]:4730");
+        assert!(normalize_server("h:x", 4730).is_err());
     }
-    if !me.is_root() {
-        return Err(format!(
-            "switching worker processes to user `{name}` needs root"
-        ));
+
+    #[test]
+    fn flags_override_file() {
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "server = \"a:1\"\ninterval = 2\nnamespaces = [\"X\"]\nconsole_port = 5",
+        )
+        .unwrap();
+        let flags = RunFlags {
+            server: Some("b:2,c".into()),
+            console_port: Some(0),
+            ..Default::default()
+        };
+        let s = merge(&flags, file, Path::new("/etc/gd"), "").unwrap();
+        assert_eq!(s.servers, vec!["b:2", "c:4730"]);
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.namespaces, vec!["X"]);
+        assert_eq!(s.console_port, 0);
+        assert_eq!(s.lib, vec![PathBuf::from("/etc/gd/workers")]);
     }
-    Ok(Some(Credentials {
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
-    }))
+
+    #[test]
+    fn console_access_keys() {
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "console_socket = \"run/c.sock\"\nconsole_max_connections = 0\n\
+             console_bind = \"0.0.0.0\"\ninsecure_bind = true\n",
+        )
+        .unwrap();
+        let errs = merge(&RunFlags::default(), file, Path::new("/etc/gd"), "").unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].key.as_deref(), Some("console_max_connections"));
+        let file = DriverFile::parse(Path::new("d.toml"), "console_socket = \"c.sock\"").unwrap();
+        let s = merge(&RunFlags::default(), file, Path::new("/etc/gd"), "").unwrap();
+        assert_eq!(s.console_socket, Some(PathBuf::from("/etc/gd/c.sock")));
+        assert_eq!(s.console_max_connections, 64);
+        assert!(!s.insecure_bind);
+        assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn perl_level_spellings() {
+        assert_eq!(parse_level("INFO"), Some(tracing::Level::INFO));
+        assert_eq!(parse_level("DEBUG"), Some(tracing::Level::DEBUG));
+        assert_eq!(parse_level("loud"), None);
+    }
 }

@@ -111,6 +111,15 @@ pub struct WorkerFile {
     pub prefix: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Run the processes as this user (a root driver only); see
+    /// [`super::isolation`] for these four keys.
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    /// An octal string, e.g. `"0027"`.
+    pub umask: Option<Spanned<toml::Value>>,
+    /// `{ nofile = 1024, as_mib = 2048, cpu_s = 600, core = 0 }`.
+    #[serde(default)]
+    pub rlimits: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub defaults: JobAttrs,
     #[serde(default)]
@@ -169,6 +178,15 @@ process_group = "image"
         let src = "command = \"w\"\n[jobs.a]\nmin_processes = \"two\"\n";
         let err = WorkerFile::parse(Path::new("x.toml"), src).unwrap_err();
         assert_eq!(err.position.map(|p| p.0), Some(3));
+    }
+
+    #[test]
+    fn isolation_keys_parse() {
+        let src = "command = \"w\"\nuser = \"nobody\"\ngroup = \"nogroup\"\numask = \"0027\"\nrlimits = { nofile = 1024, as_mib = 2048, cpu_s = 600, core = 0 }\n[jobs.a]\n";
+        let wf = WorkerFile::parse(Path::new("x.toml"), src).unwrap();
+        assert_eq!(wf.user.unwrap().into_inner(), "nobody");
+        assert_eq!(wf.rlimits.len(), 4);
+        assert_eq!(wf.rlimits["nofile"].get_ref(), &toml::Value::Integer(1024));
     }
 
     #[test]

@@ -72,12 +72,12 @@ pub struct Supervisor {
     force_exit_at: Option<Instant>,
     /// Pool sizes may have changed since the watched set was computed.
     watched_dirty: bool,
-    /// Who worker processes run as, when the driver switches users.
-    user: Option<crate::config::Credentials>,
     /// Functions of jobs with no process, for the wake-up connections.
     watched: tokio::sync::watch::Sender<Vec<String>>,
     /// The scheduler task's handle (`[[schedule]]` entries).
     schedules: Schedules,
+    /// The admin token in force, for the doors; a reload may change it.
+    admin_token: tokio::sync::watch::Sender<Option<crate::access::AdminToken>>,
 }
 
 /// Why the loop ended.
@@ -91,12 +91,7 @@ impl Supervisor {
     pub fn new(loaded: Loaded, flags: RunFlags) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let servers = Arc::new(loaded.settings.servers.clone());
-        // Validated by config::load already.
-        let user = loaded
-            .settings
-            .user
-            .as_deref()
-            .and_then(|u| crate::config::resolve_user(u).ok().flatten());
+        let admin_token = tokio::sync::watch::Sender::new(loaded.settings.admin_token.clone());
         let jobs = loaded
             .jobs
             .into_iter()
@@ -122,24 +117,22 @@ impl Supervisor {
             force_exit_at: None,
             watched: tokio::sync::watch::Sender::new(Vec::new()),
             watched_dirty: true,
-            user,
             schedules,
+            admin_token,
         }
     }
 
-    /// Runs until shutdown. The console listener must already be bound (see
-    /// [`console::bind`]) so that a port conflict fails start-up.
-    pub async fn run(mut self, listener: Option<tokio::net::TcpListener>) -> std::io::Result<Exit> {
+    /// Runs until shutdown. The console's listeners must already be bound
+    /// (see [`console::bind`]) so that a port conflict fails start-up.
+    pub async fn run(mut self, console: console::Listeners) -> std::io::Result<Exit> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
-        if let Some(listener) = listener {
-            tokio::spawn(console::serve(
-                listener,
-                command::Handle::new(requests_tx.clone()),
-            ));
-        }
+        console.spawn(
+            command::Handle::new(requests_tx.clone()),
+            self.admin_token.subscribe(),
+        );
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
         tokio::spawn(poll_loop(
             StatusPoller::new(&self.servers),
@@ -160,14 +153,7 @@ impl Supervisor {
             env!("CARGO_PKG_VERSION"),
             self.jobs.len(),
             self.servers.join(","),
-            if self.settings.console_port == 0 {
-                "disabled".to_string()
-            } else {
-                format!(
-                    "{}:{}",
-                    self.settings.console_bind, self.settings.console_port
-                )
-            }
+            console::describe(&self.settings)
         );
         self.reconcile(false);
         loop {
@@ -572,7 +558,7 @@ impl Supervisor {
         if spec.protocol == Protocol::Http {
             return self.start_slot(name, spec, WorkerId::slot(seq));
         }
-        let child = match spawn::spawn(&spec, &self.servers, self.user) {
+        let child = match spawn::spawn(&spec, &self.servers) {
             Ok(child) => child,
             Err(err) => {
                 let why = format!("cannot start {}: {err}", spec.command[0]);
@@ -713,6 +699,12 @@ impl Supervisor {
         self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
         self.settings.unknown_job_command = loaded.settings.unknown_job_command;
         lines.extend(self.schedules.reload(loaded.settings.schedules));
+        if self.settings.admin_token != loaded.settings.admin_token {
+            lines.push("admin token: changed".into());
+            self.admin_token
+                .send_replace(loaded.settings.admin_token.clone());
+            self.settings.admin_token = loaded.settings.admin_token;
+        }
         if lines.is_empty() {
             lines.push("nothing changed".into());
         }

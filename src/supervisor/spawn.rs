@@ -2,13 +2,15 @@
 //! SPEC promises, and the safety net that makes every process die with the
 //! supervisor (`PR_SET_PDEATHSIG`) in its own process group (so signals reach
 //! whatever the worker forks, and a Ctrl-C at the terminal reaches only the
-//! supervisor, which then shuts down in order).
+//! supervisor, which then shuts down in order), and the worker file's
+//! isolation (umask, resource limits, user and group) applied before exec.
 
 use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use crate::config::{Credentials, JobSpec, Protocol};
+use crate::config::isolation::{Identity, Isolation};
+use crate::config::{JobSpec, Protocol};
 
 /// Environment variables every process gets besides the worker file's `env`.
 pub fn process_env(job: &JobSpec, servers: &[String]) -> Vec<(String, String)> {
@@ -52,11 +54,7 @@ fn exec_timeouts(job: &JobSpec) -> String {
 pub const EXEC_TIMEOUTS_ENV: &str = "GEARMAN_DRIVER_EXEC_TIMEOUTS";
 
 /// Spawns one process of `job` with piped stdio.
-pub fn spawn(
-    job: &JobSpec,
-    servers: &[String],
-    user: Option<Credentials>,
-) -> std::io::Result<Child> {
+pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
     let argv = effective_argv(job)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -71,31 +69,56 @@ pub fn spawn(
         cmd.env(EXEC_TIMEOUTS_ENV, exec_timeouts(job));
     }
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, _exit)
-    // run between fork and exec.
+    let isolation = job.isolation.clone();
+    // SAFETY: only async-signal-safe calls (setpgid, umask, setrlimit,
+    // setgroups, setgid, setuid, prctl, getppid, _exit) run between fork and
+    // exec, on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || die_with_parent(parent, user));
+        cmd.pre_exec(move || prepare_child(parent, &isolation));
     }
     cmd.spawn()
 }
 
-/// Runs in the child between fork and exec.
-fn die_with_parent(parent: libc::pid_t, user: Option<Credentials>) -> std::io::Result<()> {
-    // SAFETY: plain syscalls with constant arguments.
+/// Runs in the child between fork and exec. The order matters: limits are
+/// set while still privileged (only root may raise a hard limit), then the
+/// user changes, and only then the parent-death signal, because a change of
+/// credentials clears it.
+fn prepare_child(parent: libc::pid_t, isolation: &Isolation) -> std::io::Result<()> {
+    // SAFETY: plain syscalls on plain data.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // Before prctl: a change of user clears the parent-death signal.
-        if let Some(c) = user {
-            let groups = [c.gid];
-            if libc::setgroups(1, groups.as_ptr()) != 0
-                || libc::setgid(c.gid) != 0
-                || libc::setuid(c.uid) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
+        if let Some(mask) = isolation.umask {
+            libc::umask(mask as libc::mode_t);
         }
+    }
+    for limit in &isolation.rlimits {
+        nix::sys::resource::setrlimit(limit.resource, limit.value, limit.value)
+            .map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))?;
+    }
+    if let Some(identity) = &isolation.identity {
+        switch_identity(identity)?;
+    }
+    die_with_parent(parent)
+}
+
+fn switch_identity(identity: &Identity) -> std::io::Result<()> {
+    // SAFETY: plain syscalls; `groups` outlives the call.
+    unsafe {
+        if libc::setgroups(identity.groups.len(), identity.groups.as_ptr()) != 0
+            || libc::setgid(identity.gid) != 0
+            || libc::setuid(identity.uid) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: plain syscalls with constant arguments.
+    unsafe {
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,

@@ -7,14 +7,17 @@
 //! - `status`: one status line per job
 //! - `show <job>`: the job's status line and the PID `4242`
 //! - `set_processes <job> <min> <max>` (and `set_min/max_processes`): `OK`
+//! - `auth <token>`: `OK` for the right token (see [`FakeConsole::with_token`])
 //! - `quit`: closes the connection without `.`
 //! - `hang`: never answers (for timeouts)
 //! - `crash`: closes the connection without answering (a supervisor dying)
 //! - anything else: `ERR unknown_command: <command>`; unknown jobs get
 //!   `ERR invalid_job_name: <job>`
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -23,7 +26,7 @@ pub const PID: &str = "4242";
 pub struct FakeConsole {
     address: String,
     received: Arc<Mutex<Vec<String>>>,
-    clients: Arc<Mutex<Vec<TcpStream>>>,
+    clients: Arc<Mutex<Vec<Box<dyn Client>>>>,
 }
 
 /// What the fake does with one command line.
@@ -33,22 +36,87 @@ enum Reply {
     Nothing,
 }
 
+/// A connection of either kind.
+trait Client: Read + Write + Send + 'static {
+    fn clone_client(&self) -> Box<dyn Client>;
+    fn hang_up(&self);
+}
+
+impl Client for TcpStream {
+    fn clone_client(&self) -> Box<dyn Client> {
+        Box::new(self.try_clone().unwrap())
+    }
+    fn hang_up(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Client for UnixStream {
+    fn clone_client(&self) -> Box<dyn Client> {
+        Box::new(self.try_clone().unwrap())
+    }
+    fn hang_up(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
 impl FakeConsole {
     /// Listens on a free loopback port and serves `jobs` until the test
     /// process ends.
     pub fn start(jobs: &[&str]) -> FakeConsole {
+        Self::serve_tcp(jobs, None)
+    }
+
+    /// As [`start`](Self::start), but like a driver with an admin token:
+    /// every connection must send `auth <token>` first; other commands
+    /// before that, and a wrong token, answer `ERR unauthorized`.
+    pub fn with_token(jobs: &[&str], token: &str) -> FakeConsole {
+        Self::serve_tcp(jobs, Some(token.to_string()))
+    }
+
+    /// Listens on a Unix socket at `path` (no `auth` needed there).
+    pub fn on_unix_socket(jobs: &[&str], path: &Path) -> FakeConsole {
+        let listener = UnixListener::bind(path).expect("bind the socket");
+        let address = format!("unix:{}", path.display());
+        let incoming = std::iter::from_fn(move || {
+            Some(
+                listener
+                    .accept()
+                    .map(|(s, _)| Box::new(s) as Box<dyn Client>),
+            )
+        });
+        Self::serve(jobs, None, address, incoming)
+    }
+
+    fn serve_tcp(jobs: &[&str], token: Option<String>) -> FakeConsole {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let address = listener.local_addr().unwrap().to_string();
+        let incoming = std::iter::from_fn(move || {
+            Some(
+                listener
+                    .accept()
+                    .map(|(s, _)| Box::new(s) as Box<dyn Client>),
+            )
+        });
+        Self::serve(jobs, token, address, incoming)
+    }
+
+    fn serve(
+        jobs: &[&str],
+        token: Option<String>,
+        address: String,
+        incoming: impl Iterator<Item = std::io::Result<Box<dyn Client>>> + Send + 'static,
+    ) -> FakeConsole {
         let jobs: Arc<Vec<String>> = Arc::new(jobs.iter().map(|j| j.to_string()).collect());
         let received = Arc::new(Mutex::new(Vec::new()));
         let clients = Arc::new(Mutex::new(Vec::new()));
         let (log, open) = (received.clone(), clients.clone());
         thread::spawn(move || {
-            for stream in listener.incoming() {
+            for stream in incoming {
                 let Ok(stream) = stream else { continue };
-                open.lock().unwrap().push(stream.try_clone().unwrap());
-                let (jobs, log) = (jobs.clone(), log.clone());
-                thread::spawn(move || serve(stream, &jobs, &log));
+                open.lock().unwrap().push(stream.clone_client());
+                let (jobs, log, token) = (jobs.clone(), log.clone(), token.clone());
+                thread::spawn(move || serve(stream, &jobs, &log, token.as_deref()));
             }
         });
         FakeConsole {
@@ -58,7 +126,7 @@ impl FakeConsole {
         }
     }
 
-    /// `127.0.0.1:PORT`, as the client prints it.
+    /// `127.0.0.1:PORT` or `unix:PATH`, as the client prints it.
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -71,24 +139,33 @@ impl FakeConsole {
     /// Closes every open connection, as a restarting supervisor would.
     pub fn drop_connections(&self) {
         for client in self.clients.lock().unwrap().drain(..) {
-            let _ = client.shutdown(Shutdown::Both);
+            client.hang_up();
         }
     }
 }
 
-fn serve(stream: TcpStream, jobs: &[String], log: &Mutex<Vec<String>>) {
-    let mut writer = stream.try_clone().unwrap();
+fn serve(stream: Box<dyn Client>, jobs: &[String], log: &Mutex<Vec<String>>, token: Option<&str>) {
+    let mut writer = stream.clone_client();
+    let mut authorized = token.is_none();
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { return };
         log.lock().unwrap().push(line.clone());
-        match answer(jobs, &line) {
+        let reply = match line.strip_prefix("auth ") {
+            Some(given) if Some(given) == token => {
+                authorized = true;
+                Reply::Lines(vec!["OK".into()])
+            }
+            _ if !authorized => Reply::Lines(vec!["ERR unauthorized".into()]),
+            _ => answer(jobs, &line),
+        };
+        match reply {
             Reply::Lines(lines) => {
                 if writer.write_all(wire(&lines).as_bytes()).is_err() {
                     return;
                 }
             }
             Reply::Close => {
-                let _ = writer.shutdown(Shutdown::Both);
+                writer.hang_up();
                 return;
             }
             Reply::Nothing => {}

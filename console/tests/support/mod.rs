@@ -29,10 +29,17 @@ pub struct Run {
 }
 
 /// Runs the client with `args` and no input, killing it if it outlives
-/// [`RUN_LIMIT`].
+/// [`RUN_LIMIT`]. A token in the test's own environment is not passed on.
 pub fn run_client(args: &[&str]) -> Run {
+    run_client_with_env(args, &[])
+}
+
+/// As [`run_client`], with these environment variables set.
+pub fn run_client_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let started = Instant::now();
     let mut child = Command::new(CLIENT)
+        .env_remove("GEARMAN_DRIVER_TOKEN")
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
