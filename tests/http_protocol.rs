@@ -269,16 +269,25 @@ fn slots_scale_between_min_and_max_with_the_queue() {
         1,
         "show prints the status line only: slots have no PID"
     );
-    let payloads: Vec<Vec<u8>> = (0..24)
-        .map(|i| format!("sleep:300:{i}").into_bytes())
-        .collect();
-    submit_background_all(&gearmand, job, &payloads);
+    let payloads: Vec<String> = (0..24).map(|i| format!("sleep:300:job{i}")).collect();
+    let refs: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    let clients = submit_in_background(&gearmand, job, &refs);
+    wait_for(Duration::from_secs(10), "the jobs to be queued", || {
+        (queued(&gearmand, job) > 0).then_some(())
+    });
     let peak = drain_watching_peak(&driver, &gearmand, job, 4, Duration::from_secs(60));
     assert_eq!(peak, 4, "scaled to max");
+    let mut answers: Vec<String> = clients
+        .into_iter()
+        .map(|c| text(&c.join().unwrap()).expect("every job completes"))
+        .collect();
+    answers.sort();
+    let mut expected: Vec<String> = (0..24)
+        .map(|i| format!("job{i}").chars().rev().collect())
+        .collect();
+    expected.sort();
+    assert_eq!(answers, expected);
     driver.wait_processes(job, 1, Duration::from_secs(15));
-    wait_for(Duration::from_secs(10), "every request answered", || {
-        (endpoint.requests() == 24).then_some(())
-    });
 
     // killall stops the slots; the job is brought back to its min.
     let before = driver.log_text().matches("Slot started").count();

@@ -61,6 +61,10 @@ struct Args {
     /// Throughput runs per variant, the median is reported (default 3; 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
+    /// Slots of the http variant (default 4, as many as the other variants'
+    /// processes; slots cost no process, so a user may well run more).
+    #[arg(long, default_value_t = throughput::PROCESSES)]
+    http_slots: usize,
     /// Do not run cargo build; use the binaries already under target/release.
     #[arg(long)]
     no_build: bool,
@@ -85,6 +89,7 @@ pub struct Env {
     pub reverse_worker: PathBuf,
     pub plain_worker: PathBuf,
     pub http_endpoint: PathBuf,
+    pub http_slots: usize,
     pub reverse_py: PathBuf,
     pub python: PathBuf,
     pub gearmand: PathBuf,
@@ -186,6 +191,7 @@ fn env(args: &Args, root: &Path) -> Result<Env> {
         reverse_worker: binary(&release, "reverse-worker")?,
         plain_worker: binary(&release, "plain-reverse-worker")?,
         http_endpoint: binary(&release, "http-reverse-endpoint")?,
+        http_slots: args.http_slots,
         reverse_py: root.join("workers/python/reverse.py"),
         python: python()?,
         gearmand: gearmand::locate(args.gearmand.as_deref())?,

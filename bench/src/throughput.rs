@@ -113,6 +113,12 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
         thousands(settings.jobs as f64),
         settings.runs
     ));
+    if settings.variants.contains(&Variant::Http) && env.http_slots != PROCESSES {
+        env.note(format!(
+            "Throughput: the http variant ran {} slots.",
+            env.http_slots
+        ));
+    }
     Variant::ALL
         .iter()
         .filter(|v| settings.variants.contains(v))
@@ -255,7 +261,8 @@ fn http_slots(env: &Env, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
         .parse()
         .with_context(|| format!("the endpoint printed {port:?}, not its port"))?;
     let body = format!(
-        "protocol = \"http\"\nurl = \"http://127.0.0.1:{port}/job\"\n\n[jobs.reverse]\nmin_processes = {PROCESSES}\nmax_processes = {PROCESSES}\n"
+        "protocol = \"http\"\nurl = \"http://127.0.0.1:{port}/job\"\n\n[jobs.reverse]\nmin_processes = {slots}\nmax_processes = {slots}\n",
+        slots = env.http_slots
     );
     let mut workers = driver_with(env, gearmand, dir, "Http", &body)?;
     workers._guards.push(endpoint);
