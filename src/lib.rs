@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`config`]: the driver config file and command line, worker files,
+//!   Perl worker classes (described by the Perl side in `workers/perl`),
 //!   namespaces, and every validation; produces the job table.
 //! - [`protocol`]: the stdio worker protocol as the supervisor sees it
 //!   (framing of `JOB` headers and of the worker's answers).
@@ -26,7 +27,10 @@
 //! - [`access`]: the admin token (loading, constant-time comparison) and the
 //!   rule that a door bound beyond loopback needs one.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
-//! - [`logging`]: log line format and destinations.
+//! - [`logging`]: log line formats (text, json) and destinations, and
+//!   reopening the log file after rotation.
+//! - [`notify`]: systemd notification (READY, STATUS, RELOADING, STOPPING,
+//!   WATCHDOG) when run as a `Type=notify` service.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
 //! - [`driveshaft_import`]: `import-driveshaft`, a driveshaft jobs config
 //!   to worker files and a driver config.
@@ -43,6 +47,7 @@ pub mod endpoint;
 pub mod exec_slot;
 pub mod gearman;
 pub mod logging;
+pub mod notify;
 pub mod policy;
 pub mod protocol;
 pub mod schedule;

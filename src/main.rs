@@ -3,20 +3,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use gearman_driver::config::{self, Cli, Command, ImportFlags, RunFlags};
 use gearman_driver::{
     console, daemon, driveshaft_import, exec_slot, logging, schedule, supervisor,
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match cli.command {
-        Some(Command::Check(flags)) => check(&flags),
+        Some(Command::Check) => check(&cli.flags),
         Some(Command::ExecSlot { command }) => ExitCode::from(exec_slot::main(command) as u8),
-        Some(Command::Run(flags)) => run(flags),
         Some(Command::ImportDriveshaft(flags)) => import_driveshaft(&flags),
-        None => run(cli.run),
+        Some(Command::Run) | None => run(cli.flags),
     }
 }
 
@@ -100,7 +98,11 @@ fn run(flags: RunFlags) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if let Err(err) = logging::init(settings.loglevel, settings.logfile.as_deref()) {
+    if let Err(err) = logging::init(
+        settings.loglevel,
+        settings.logfile.as_deref(),
+        settings.log_format,
+    ) {
         eprintln!("error: cannot open log file: {err}");
         return ExitCode::from(1);
     }

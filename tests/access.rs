@@ -529,7 +529,15 @@ fn a_brute_force_does_not_delay_other_clients() {
         "too few samples: {}",
         latencies.len()
     );
-    assert!(p99 < 100.0, "status p99 {p99:.2} ms during the brute force");
+    // The wrong tokens' 1 s delays are their own connections' waits: were
+    // they served in turn, or on the supervisor's thread, another client
+    // would wait seconds. The bounds leave room for a busy machine; the
+    // figures printed above are the measurement.
+    assert!(p50 < 25.0, "status p50 {p50:.2} ms during the brute force");
+    assert!(
+        max < 1000.0,
+        "a status waited {max:.2} ms during the brute force"
+    );
     assert!(driver.log_text().contains("wrong admin token (3 of 3)"));
 }
 

@@ -71,6 +71,50 @@ fn wrong_type() {
 }
 
 #[test]
+fn unknown_stop_signal_names_file_key_line_and_the_accepted_names() {
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        "command = \"/bin/cat\"\nprotocol = \"gearman\"\nstop_signal = \"STOP\"\n[jobs.a]\n",
+    );
+    assert_refused(
+        &lib,
+        "T/W.toml",
+        &[
+            "key `stop_signal`",
+            ":3:",
+            "`STOP`",
+            "TERM, INT, QUIT, HUP, USR1, USR2, WINCH, KILL",
+        ],
+    );
+}
+
+#[test]
+fn stop_signal_is_refused_for_exec_slots() {
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        "command = \"/bin/cat\"\nprotocol = \"exec\"\nstop_signal = \"QUIT\"\n[jobs.a]\n",
+    );
+    assert_refused(
+        &lib,
+        "T/W.toml",
+        &["key `stop_signal`", ":3:", "protocol = \"exec\""],
+    );
+}
+
+#[test]
+fn stop_signal_accepts_sig_names() {
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        "command = \"/bin/cat\"\nprotocol = \"gearman\"\nstop_signal = \"SIGQUIT\"\n[jobs.a]\n",
+    );
+    let (code, _, err) = check(&lib, &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn toml_syntax() {
     let lib = Lib::new();
     lib.file("T/W.toml", "command = \"/bin/cat\"\n[jobs.a\n");

@@ -24,6 +24,15 @@ fn submit_unique(gearmand: &Gearmand, function: &str, unique: &[u8], payload: &[
     })
 }
 
+/// `(..) [job] Slot 3 ended` lines in the log.
+fn slots_ended(driver: &Driver) -> usize {
+    driver
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("] Slot ") && l.ends_with(" ended"))
+        .count()
+}
+
 fn text(reply: &JobReply) -> Option<String> {
     reply
         .result
@@ -139,8 +148,9 @@ fn endpoint_failures_fail_the_job_with_what_came_back_and_the_slot_goes_on() {
         "ps lists the slot with PID -: {slots_before:?}"
     );
     assert_eq!(slots_before.len(), slots_after.len());
-    assert!(
-        !driver.log_text().contains("Slot ended"),
+    assert_eq!(
+        slots_ended(&driver),
+        0,
         "no slot ended:\n{}",
         driver.log_text()
     );
@@ -290,11 +300,19 @@ fn slots_scale_between_min_and_max_with_the_queue() {
     driver.wait_processes(job, 1, Duration::from_secs(15));
 
     // killall stops the slots; the job is brought back to its min.
-    let before = driver.log_text().matches("Slot started").count();
+    let started = |d: &Driver| {
+        d.log_text()
+            .lines()
+            .filter(|l| l.contains("] Slot ") && l.ends_with(" started"))
+            .count()
+    };
+    let before = started(&driver);
     assert_eq!(driver.console(&format!("killall {job}")), vec!["OK"]);
-    driver.wait_log("Slot ended", Duration::from_secs(10));
+    wait_for(Duration::from_secs(10), "the slot to end", || {
+        (slots_ended(&driver) > 0).then_some(())
+    });
     wait_for(Duration::from_secs(10), "a replacement slot", || {
-        (driver.log_text().matches("Slot started").count() > before).then_some(())
+        (started(&driver) > before).then_some(())
     });
     driver.wait_processes(job, 1, Duration::from_secs(10));
     let reply = submit(&gearmand, job, b"again");

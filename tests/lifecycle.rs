@@ -72,3 +72,41 @@ fn kill_9_of_the_supervisor_takes_every_worker_with_it() {
         pids.iter().all(|p| !pid_alive(*p)).then_some(())
     });
 }
+
+#[test]
+fn a_stdio_process_that_outlives_its_closed_stdin_gets_its_stop_signal() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    // Ignores the end of its stdin; leaves on SIGUSR1 only.
+    lib.file(
+        "T/w.py",
+        "import os, signal, sys, time\n\
+         def leave(*_):\n    sys.stderr.write('got SIGUSR1\\n'); sys.stderr.flush(); os._exit(0)\n\
+         signal.signal(signal.SIGUSR1, leave)\n\
+         sys.stdout.write('READY\\n'); sys.stdout.flush()\n\
+         sys.stdin.read()\n\
+         while True: time.sleep(1)\n",
+    );
+    lib.file(
+        "T/W.toml",
+        "command = [\"python3\", \"w.py\"]\nstop_signal = \"USR1\"\n[jobs.a]\n",
+    );
+    let mut driver = Driver::start(&lib, &gearmand, "T", &["--shutdown-timeout", "1"]);
+    let worker = wait_for(Duration::from_secs(10), "a ready worker", || {
+        driver
+            .console("ps")
+            .iter()
+            .find(|l| l.contains("idle"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+    });
+    let status = driver.terminate(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status}");
+    let log = driver.log_text();
+    assert!(
+        log.contains(&format!(
+            "({worker}) [T::W::a] did not exit in time; sending SIGUSR1"
+        )) && log.contains("STDERR: got SIGUSR1")
+            && log.contains(&format!("({worker}) [T::W::a] Exited with status 0")),
+        "{log}"
+    );
+}

@@ -294,10 +294,12 @@ fn console_fuzzing_while_jobs_run_hurts_nothing() {
         })
         .collect();
     let addr = gearmand.addr();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let loaders: Vec<_> = (0..2)
         .map(|c| {
             let stop = stop.clone();
             let addr = addr.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 block_on(Duration::from_secs(30), async move {
                     let mut client = Client::connect(&addr).await.unwrap();
@@ -310,6 +312,7 @@ fn console_fuzzing_while_jobs_run_hurts_nothing() {
                             .await
                             .unwrap();
                         results.push((payload.clone(), reply));
+                        answered.fetch_add(1, Ordering::Relaxed);
                         client
                             .submit_background("T::W::bg", payload.into_bytes())
                             .await
@@ -322,8 +325,14 @@ fn console_fuzzing_while_jobs_run_hurts_nothing() {
         })
         .collect();
 
+    // Fuzz for 3 s and at least 20 jobs, however busy the machine is.
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
+    wait_for(
+        Duration::from_secs(20),
+        "20 jobs answered while fuzzing",
+        || (answered.load(Ordering::Relaxed) >= 20).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     let connections: u32 = fuzzers.into_iter().map(|f| f.join().unwrap()).sum();
     let mut payloads = Vec::new();

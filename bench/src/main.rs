@@ -7,9 +7,12 @@
 //!   the driver's stdio protocol with the Rust and the Python helper, the exec
 //!   protocol running `rev`, the C CLI's `gearman -w -- rev`, and the http
 //!   protocol's slots against a keep-alive Rust endpoint;
-//! - how fast the driver scales a job from 0 to 8 processes for a burst;
+//! - how fast the driver scales a job from 0 to 8 processes for a burst,
+//!   cold start after cold start (the pool reaped to zero between rounds);
 //! - the supervisor's footprint: idle CPU and RSS, start-up of 1,000
-//!   processes, console latency.
+//!   processes, console latency;
+//! - a Perl worker class (Gearman::Driver's kind) under the driver, against
+//!   its method called in a loop inside one perl and under Gearman::Worker.
 //!
 //! It prints one table and writes it to `BENCHMARKS.md` with a plot of the
 //! scale-up scenario, `bench-scaleup.svg`. Everything it starts is stopped
@@ -18,6 +21,7 @@
 mod driver;
 mod footprint;
 mod gearmand;
+mod perl;
 mod procs;
 mod report;
 mod scaleup;
@@ -77,10 +81,13 @@ struct Args {
 enum Scenario {
     /// 4 reverse workers, 100-byte jobs, 32 in flight.
     Throughput,
-    /// 200 background jobs of 0.2 s, min 0, max 8, interval 5 s.
+    /// 5 cold starts: 200 background jobs of 0.2 s, min 0, max 8, interval 5 s,
+    /// the pool reaped to zero between rounds.
     Scaleup,
     /// Idle CPU and RSS, 200 and 1,000 processes, console latency.
     Footprint,
+    /// A Perl worker class: under the driver, in a loop in one perl, under Gearman::Worker.
+    Perl,
 }
 
 /// Paths and settings shared by the scenarios.
@@ -225,7 +232,12 @@ fn run() -> Result<bool> {
     let env = env(&args, &root)?;
     note_machine_load(&env, "before the run");
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::Throughput, Scenario::Scaleup, Scenario::Footprint]
+        vec![
+            Scenario::Throughput,
+            Scenario::Scaleup,
+            Scenario::Footprint,
+            Scenario::Perl,
+        ]
     } else {
         args.scenario.clone()
     };
@@ -240,6 +252,7 @@ fn run() -> Result<bool> {
                 svg = plot;
             }
             Scenario::Footprint => rows.extend(footprint::rows(&env)),
+            Scenario::Perl => rows.extend(run_perl(&env, &args)),
         }
     }
     note_machine_load(&env, "after the run");
@@ -269,6 +282,12 @@ fn run_throughput(env: &Env, args: &Args) -> Vec<Row> {
         },
     };
     throughput::rows(env, &settings)
+}
+
+fn run_perl(env: &Env, args: &Args) -> Vec<Row> {
+    let jobs = args.jobs.unwrap_or(if env.quick { 2_000 } else { 20_000 });
+    let runs = args.runs.unwrap_or(if env.quick { 1 } else { 3 }).max(1);
+    perl::rows(env, jobs, runs)
 }
 
 fn write_results(env: &Env, rows: &[Row], svg: Option<String>, out: &Path) -> Result<()> {

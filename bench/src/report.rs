@@ -154,7 +154,7 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
     if let Some(svg) = &ctx.svg {
         let _ = writeln!(
             out,
-            "\n![processes and gearmand queue over time in the scale-up scenario]({svg})"
+            "\n![processes and gearmand queue over time in the last round of the scale-up scenario]({svg})"
         );
     }
     out.push_str(METHOD);
@@ -179,12 +179,15 @@ const METHOD: &str = "
   between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
   (part of this crate), a worker that speaks Gearman itself; the C CLI row is
   `gearman -w -f reverse -- rev`, one `rev` per job, like the exec protocol.
-- **Scale-up**: interval 5 s, a job with min 0 and max 8 served by a Python
-  stdio worker that sleeps 0.2 s per job; 200 background jobs are queued in
-  one pipelined write. Times count from just before that write: to the first
-  `Process started` log line, to the eighth, and until gearmand's `status`
-  shows no job of the function left (polled every 10 ms). Ideal drain:
-  200 × 0.2 s / 8 = 5 s.
+- **Scale-up**: interval 5 s, max_idle_time 1 s, a job with min 0 and max 8
+  served by a Python stdio worker that sleeps 0.2 s per job; 200 background
+  jobs are queued in one pipelined write. Times count from just before that
+  write: to the first `Process started` log line, to the eighth, and until
+  gearmand's `status` shows no job of the function left (polled every
+  10 ms). Ideal drain: 200 × 0.2 s / 8 = 5 s. Five rounds: the first burst
+  comes 0.5 s after the driver started; each later one as soon as the
+  console shows the pool reaped to zero again. A reap happens at a poll, so
+  a reaction that waited for the next poll would take about 5 s there.
 - **Footprint**: the supervisor process alone (not its workers). Idle CPU is
   utime + stime from `/proc/<pid>/stat` over the window, with 50 jobs of one
   READY-then-block stdio process each and interval 1 s, once all are idle.
@@ -192,6 +195,17 @@ const METHOD: &str = "
   lists 1,000 registered workers and the console's `ps` shows 1,000 idle
   processes (polled every 50 ms). `status` latency: a new console connection,
   the command, and the answer up to `.`; median of 20.
+- **Perl**: one Perl worker class (`use base qw(Gearman::Driver::Worker)`,
+  a `: Job` method returning its workload reversed) three ways, runs
+  interleaved: its method called 1,000,000 times in a loop inside one perl
+  (with the job object the runner builds; no Gearman); under the driver, 4
+  processes of the Perl runner; under Gearman::Worker (pure Perl), 4
+  processes calling begin, the method and end as Gearman::Driver's pure-Perl
+  adaptor did. The last two take the throughput scenario's load (100-byte
+  jobs, 32 in flight, results checked). Memory: VmRSS and Private_Clean +
+  Private_Dirty (`/proc/<pid>/smaps_rollup`) of the driver's 4 idle Perl
+  processes, and of 4 children forked from one perl that loaded the class
+  (each calls the method 10,000 times, then sleeps), medians.
 ";
 
 /// `12345.6` as `12,346`.

@@ -1,7 +1,12 @@
-//! Scale-up reaction: a job at 0 processes (min 0, max 8, interval 5 s) gets
-//! a burst of 200 background jobs of 0.2 s each. How soon does the first
-//! process start, how soon are there 8, and how long until the queue is
-//! empty, against the ideal 200 × 0.2 s / 8 = 5 s?
+//! Scale-up reaction, cold start after cold start: a job at 0 processes
+//! (min 0, max 8, interval 5 s) gets a burst of 200 background jobs of 0.2 s
+//! each; once the queue is drained and the pool has been reaped to zero
+//! again (max_idle_time 1 s), the next burst comes, for [`ROUNDS`] rounds.
+//! Per round: how soon the first process starts, how soon there are 8, and
+//! how long until the queue is empty, against the ideal
+//! 200 × 0.2 s / 8 = 5 s. The first round is the first cold start after the
+//! driver started; the others are what a pool that idles down to zero sees
+//! every day, and a reaction that waited for the poll would take up to 5 s.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +21,8 @@ use crate::report::{ms, secs, Row};
 use crate::Env;
 
 const SCENARIO: &str = "Scale-up";
+/// Cold starts measured: the one after the driver started, then after each reap.
+pub const ROUNDS: usize = 5;
 pub const JOBS: usize = 200;
 pub const JOB_SECS: f64 = 0.2;
 pub const MAX_PROCESSES: usize = 8;
@@ -23,6 +30,10 @@ const INTERVAL: &str = "5";
 const JOB: &str = "Bench::Sleep::sleep";
 /// The whole burst must be done by then, whatever the driver does.
 const LIMIT: Duration = Duration::from_secs(90);
+/// Idle processes are reaped at the first poll after this.
+const MAX_IDLE_TIME: &str = "1";
+/// The pool must be back at zero by then (a poll every 5 s reaps it).
+const REAP_LIMIT: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(10);
 /// Every this many ticks a sample for the plot (50 ms).
 const SAMPLE_EVERY: u32 = 5;
@@ -50,59 +61,88 @@ pub struct Observed {
     pub samples: Vec<Sample>,
 }
 
-/// Table rows and, if anything was sampled, the SVG plot.
+/// Table rows and, if anything was sampled, the SVG plot of the last round.
 pub fn rows(env: &Env) -> (Vec<Row>, Option<String>) {
-    eprintln!("scale-up: 200 background jobs of 0.2 s, min 0, max 8, interval 5 s");
-    match run(env) {
-        Ok(o) => {
-            let plot = crate::svg::scaleup(&o);
-            (judge(env, &o), Some(plot))
-        }
-        Err(e) => {
-            eprintln!("scale-up failed: {e:#}");
-            (
-                vec![Row::error(SCENARIO, "burst of 200 jobs", "", &e)],
-                None,
-            )
-        }
+    eprintln!(
+        "scale-up: {ROUNDS} cold starts of 200 background jobs of 0.2 s, min 0, max 8, interval 5 s"
+    );
+    let mut rounds = Vec::new();
+    let failure = run(env, &mut rounds).err();
+    let mut rows = judge(env, &rounds);
+    let plot = rounds
+        .last()
+        .map(|o| crate::svg::scaleup(o, &format!("round {} of {ROUNDS}", rounds.len())));
+    if let Some(e) = failure {
+        eprintln!("scale-up failed: {e:#}");
+        let figure = format!("round {} of {ROUNDS}", rounds.len() + 1);
+        rows.push(Row::error(SCENARIO, &figure, "", &e));
+    }
+    (rows, plot)
+}
+
+fn round_name(i: usize) -> String {
+    if i == 0 {
+        "round 1 (after start): first process / 8 processes / drained".to_string()
+    } else {
+        format!(
+            "round {} (after reap to 0): first process / 8 processes / drained",
+            i + 1
+        )
     }
 }
 
-fn judge(env: &Env, o: &Observed) -> Vec<Row> {
+fn judge(env: &Env, rounds: &[Observed]) -> Vec<Row> {
+    if rounds.is_empty() {
+        return Vec::new();
+    }
+    let queued: Vec<String> = rounds.iter().map(|o| ms(o.queued_in)).collect();
     env.note(format!(
-        "Scale-up: the burst of {JOBS} jobs took {} to queue.",
-        ms(o.queued_in)
+        "Scale-up: each burst of {JOBS} jobs took {} to queue.",
+        queued.join(", ")
     ));
-    let never = || "never (within the limit)".to_string();
     let ideal = ideal();
-    let ratio = |d: Duration| format!("{:.2} × ideal", d.as_secs_f64() / ideal.as_secs_f64());
-    vec![
-        Row::judged(
-            SCENARIO,
-            "time to first new process",
-            o.first.map_or_else(never, ms),
-            String::new(),
-            "≤ 100 ms",
-            o.first.is_some_and(|d| d <= Duration::from_millis(100)),
-        ),
-        Row::judged(
-            SCENARIO,
-            "time to 8 processes",
-            o.eighth.map_or_else(never, ms),
-            String::new(),
-            "≤ 500 ms",
-            o.eighth.is_some_and(|d| d <= Duration::from_millis(500)),
-        ),
-        Row::judged(
-            SCENARIO,
-            "time to drain 200 × 0.2 s (ideal 5 s)",
-            o.drained.map_or_else(never, secs),
-            o.drained.map_or_else(String::new, ratio),
-            "≤ 1.15 × ideal",
-            o.drained
-                .is_some_and(|d| d.as_secs_f64() <= 1.15 * ideal.as_secs_f64()),
-        ),
-    ]
+    let mut rows: Vec<Row> = rounds
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let never = || "never".to_string();
+            let value = format!(
+                "{} / {} / {}",
+                o.first.map_or_else(never, ms),
+                o.eighth.map_or_else(never, ms),
+                o.drained.map_or_else(never, secs)
+            );
+            let ratio = o.drained.map_or_else(String::new, |d| {
+                format!("{:.2} × ideal", d.as_secs_f64() / ideal.as_secs_f64())
+            });
+            let met = o.first.is_some_and(|d| d <= Duration::from_millis(100))
+                && o.eighth.is_some_and(|d| d <= Duration::from_millis(500))
+                && o.drained
+                    .is_some_and(|d| d.as_secs_f64() <= 1.15 * ideal.as_secs_f64());
+            Row::judged(
+                SCENARIO,
+                &round_name(i),
+                value,
+                ratio,
+                "≤ 100 ms / ≤ 500 ms / ≤ 1.15 × ideal",
+                met,
+            )
+        })
+        .collect();
+    let slowest = rounds.iter().map(|o| o.first).max().flatten();
+    let all_started = rounds.iter().all(|o| o.first.is_some());
+    rows.push(Row::judged(
+        SCENARIO,
+        &format!("slowest first process over {} cold starts", rounds.len()),
+        match (all_started, slowest) {
+            (true, Some(d)) => ms(d),
+            _ => "never (within the limit)".into(),
+        },
+        String::new(),
+        "≤ 500 ms every time",
+        all_started && slowest.is_some_and(|d| d <= Duration::from_millis(500)),
+    ));
+    rows
 }
 
 /// A stdio worker that takes 0.2 s per job.
@@ -115,7 +155,8 @@ for header in inp:
     out.write(b"DONE 0\n"); out.flush()
 "#;
 
-fn run(env: &Env) -> Result<Observed> {
+/// Runs the rounds, pushing each one's observations as it completes.
+fn run(env: &Env, rounds: &mut Vec<Observed>) -> Result<()> {
     let dir = env.scratch.sub("scaleup")?;
     let lib = dir.join("lib");
     write_file(&lib, "Bench/sleep_worker.py", SLEEP_WORKER, true)?;
@@ -131,20 +172,52 @@ fn run(env: &Env) -> Result<Observed> {
         namespace: "Bench::Sleep",
         server: &gearmand.addr(),
         interval: INTERVAL,
-        // Long enough that no process is reaped while the burst drains.
-        max_idle_time: "120",
+        // No process sits idle that long while a burst drains; after it, the
+        // first poll reaps the pool to zero for the next round.
+        max_idle_time: MAX_IDLE_TIME,
         dir: &dir,
     })?;
     let mut admin = gearmand.admin()?;
     settle(env, &mut admin)?;
     let mut tail = LogTail::new(&driver.log);
-    tail.new_lines()?;
-    let start = Instant::now();
-    queue_burst(&gearmand.addr(), JOB)?;
-    let queued_in = start.elapsed();
-    let mut observed = watch(&driver, &mut admin, &mut tail, start)?;
-    observed.queued_in = queued_in;
-    Ok(observed)
+    for round in 0..ROUNDS {
+        if round > 0 {
+            wait_for_zero(&driver, round)?;
+        }
+        tail.new_lines()?;
+        let start = Instant::now();
+        queue_burst(&gearmand.addr(), JOB)?;
+        let queued_in = start.elapsed();
+        let mut observed = watch(&driver, &mut admin, &mut tail, start)?;
+        observed.queued_in = queued_in;
+        eprintln!(
+            "scale-up round {}: first process {:?}, 8 processes {:?}, drained {:?}",
+            round + 1,
+            observed.first,
+            observed.eighth,
+            observed.drained
+        );
+        rounds.push(observed);
+    }
+    Ok(())
+}
+
+/// Waits until the pool has been reaped to zero processes. The reap happens
+/// at a poll, so the next burst comes a poll interval before the next poll
+/// could notice it.
+fn wait_for_zero(driver: &Driver, round: usize) -> Result<()> {
+    let deadline = Instant::now() + REAP_LIMIT;
+    while driver.processes(JOB)? > 0 {
+        if Instant::now() >= deadline {
+            bail!(
+                "before round {}: the pool was not reaped to zero within {}",
+                round + 1,
+                secs(REAP_LIMIT)
+            );
+        }
+        std::thread::sleep(TICK);
+    }
+    Ok(())
 }
 
 /// Gives the driver a moment after start-up: it registers a job at zero

@@ -36,7 +36,8 @@ impl Frame {
     }
 }
 
-pub fn scaleup(o: &Observed) -> String {
+/// `round` names the cold start plotted, e.g. "round 5 of 5".
+pub fn scaleup(o: &Observed, round: &str) -> String {
     let ideal = ideal().as_secs_f64();
     let last = o.samples.last().map_or(0.0, |s| s.t);
     let procs_peak = o.samples.iter().map(|s| s.processes).max().unwrap_or(0);
@@ -58,7 +59,7 @@ pub fn scaleup(o: &Observed) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">Scale-up: {JOBS} background jobs of 0.2 s, min 0, max {MAX_PROCESSES}, interval 5 s</text>"#,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">Scale-up, {round}: {JOBS} background jobs of 0.2 s, min 0, max {MAX_PROCESSES}, interval 5 s</text>"#,
         WIDTH / 2.0
     );
     grid(&mut svg, &frame);

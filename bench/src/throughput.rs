@@ -187,12 +187,18 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
     let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
+    rate(&gearmand, &workers.function, jobs)
+}
+
+/// Jobs per second of `function` once [`PROCESSES`] workers serve it: a
+/// warm-up batch, then `jobs` reverse jobs, every result checked.
+pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
     gearmand
         .admin()?
-        .wait_workers(&workers.function, PROCESSES as u64, Duration::from_secs(60))?;
+        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
     let warm_up = (jobs / 10).clamp(100, 1_000);
-    load(&gearmand.addr(), &workers.function, warm_up)?.verify()?;
-    let result = load(&gearmand.addr(), &workers.function, jobs)?;
+    load(&gearmand.addr(), function, warm_up)?.verify()?;
+    let result = load(&gearmand.addr(), function, jobs)?;
     result.verify()?;
     Ok(jobs as f64 / result.elapsed.as_secs_f64())
 }
@@ -269,11 +275,16 @@ fn http_slots(env: &Env, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
     Ok(workers)
 }
 
+/// [`PROCESSES`] copies of a worker that speaks Gearman itself, stopped when dropped.
+pub fn spawn_copies_of(cmd: &mut Command, name: &str, dir: &Path) -> Result<Vec<Guard>> {
+    quiet(cmd, &dir.join("workers.stderr"))?;
+    (0..PROCESSES)
+        .map(|_| Guard::spawn(cmd, name, None))
+        .collect()
+}
+
 fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
-    quiet(&mut cmd, &dir.join("workers.stderr"))?;
-    let guards = (0..PROCESSES)
-        .map(|_| Guard::spawn(&mut cmd, name, None))
-        .collect::<Result<Vec<_>>>()?;
+    let guards = spawn_copies_of(&mut cmd, name, dir)?;
     Ok(Workers {
         function: "reverse".into(),
         _guards: guards,

@@ -79,6 +79,7 @@ pub struct DriverFile {
     pub shutdown_timeout: Option<Seconds>,
     pub logfile: Option<String>,
     pub loglevel: Option<String>,
+    pub log_format: Option<crate::logging::LogFormat>,
     pub pid_file: Option<String>,
     pub daemonize: Option<bool>,
     pub user: Option<String>,
@@ -87,6 +88,7 @@ pub struct DriverFile {
     pub console_max_connections: Option<usize>,
     pub insecure_bind: Option<bool>,
     pub unknown_job_command: Option<CommandSpec>,
+    pub perl_lib: Option<String>,
     #[serde(default)]
     pub worker_options: BTreeMap<String, toml::Table>,
     #[serde(default)]

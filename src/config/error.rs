@@ -36,6 +36,12 @@ impl ConfigError {
         self
     }
 
+    /// Attaches a line known without its column (column 1).
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.position = Some((line, 1));
+        self
+    }
+
     /// Attaches the line/column of a byte offset into `source`.
     pub fn at_offset(mut self, source: &str, offset: usize) -> Self {
         self.position = Some(line_col(source, offset));

@@ -1,8 +1,8 @@
 //! Worker files with `protocol = "http"` (driveshaft's endpoints): the keys
 //! only they take (`url`, `headers`, `request_format`), the keys that make no
 //! sense without a process and are errors there (`command`, `max_rss`,
-//! `start_timeout`, and the isolation keys `user`, `group`, `umask`,
-//! `rlimits`), and the endpoint such a file declares.
+//! `start_timeout`, `stop_signal`, and the isolation keys `user`, `group`,
+//! `umask`, `rlimits`), and the endpoint such a file declares.
 //!
 //! Kept apart from the general worker-file checks so that the rules of one
 //! protocol read in one place.
@@ -124,6 +124,10 @@ pub fn check(
     }
     check_process_only_keys(path, source, errors);
     let isolation = [
+        (
+            "stop_signal",
+            wf.stop_signal.as_ref().map(|v| v.span().start),
+        ),
         ("user", wf.user.as_ref().map(|v| v.span().start)),
         ("group", wf.group.as_ref().map(|v| v.span().start)),
         ("umask", wf.umask.as_ref().map(|v| v.span().start)),

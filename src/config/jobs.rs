@@ -1,6 +1,11 @@
-//! From namespaces to the job table: finds worker files below the lib dirs,
-//! names their modules, applies defaults/overrides/process groups and runtime
-//! attributes, resolves commands, and validates everything the SPEC lists.
+//! From namespaces to the job table: finds worker files (and Perl worker
+//! classes, see [`super::perl`]) below the lib dirs, names their modules,
+//! applies defaults/overrides/process groups and runtime attributes, resolves
+//! commands, and validates everything the SPEC lists.
+//!
+//! Worker files and Perl classes meet in [`Declared`]: what one module
+//! declares, before process groups, defaults and overrides are applied. From
+//! there on both are built by the same code, so both follow the same rules.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +17,7 @@ use super::driver_file::RuntimeAttrs;
 use super::error::{ConfigError, ConfigErrors};
 use super::http_worker::{self, HttpEndpoint};
 use super::isolation::{self, Isolation};
+use super::stop_signal::{parse_stop_signal, DEFAULT_STOP_SIGNAL};
 use super::worker_file::{CommandSpec, JobAttrs, Protocol, WorkerFile};
 
 /// One registered Gearman function of a job.
@@ -42,6 +48,8 @@ pub struct JobSpec {
     pub protocol: Protocol,
     /// `http` jobs: where their slots send jobs (their `command` is empty).
     pub endpoint: Option<HttpEndpoint>,
+    /// Asks a process to stop (see [`super::stop_signal`]).
+    pub stop_signal: nix::sys::signal::Signal,
     pub env: BTreeMap<String, String>,
     pub functions: Vec<FunctionSpec>,
     pub min_processes: u32,
@@ -54,9 +62,45 @@ pub struct JobSpec {
     pub options_json: String,
     /// User, group, umask and resource limits of the processes.
     pub isolation: Isolation,
+    /// Perl classes: a digest of the class's source (and its ancestors' in
+    /// the lib dirs), so that a reload replaces the processes of edited code.
+    pub code_digest: Option<String>,
 }
 
 impl JobSpec {
+    /// A job of one function `<name>` (`M::f` serves `M::f`), for unit tests
+    /// that need a spec but no worker file.
+    #[cfg(test)]
+    pub fn for_test(name: &str, protocol: Protocol) -> JobSpec {
+        let (prefix, key) = name.rsplit_once("::").map_or(("", name), |(p, k)| (p, k));
+        JobSpec {
+            name: name.into(),
+            module: prefix.into(),
+            prefix: format!("{prefix}::"),
+            file: format!("{prefix}.toml").into(),
+            dir: "/".into(),
+            command: vec!["/bin/cat".into()],
+            protocol,
+            endpoint: None,
+            stop_signal: super::stop_signal::DEFAULT_STOP_SIGNAL,
+            env: Default::default(),
+            functions: vec![FunctionSpec {
+                key: key.into(),
+                function: name.into(),
+                timeout: None,
+            }],
+            min_processes: 0,
+            max_processes: 1,
+            max_jobs: 0,
+            max_lifetime: None,
+            max_rss_mib: 0,
+            start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT),
+            options_json: "{}".into(),
+            isolation: Isolation::default(),
+            code_digest: None,
+        }
+    }
+
     pub fn function_names(&self) -> Vec<&str> {
         self.functions.iter().map(|f| f.function.as_str()).collect()
     }
@@ -78,7 +122,7 @@ impl JobSpec {
     }
 }
 
-const DEFAULT_START_TIMEOUT: u64 = 60;
+pub(crate) const DEFAULT_START_TIMEOUT: u64 = 60;
 
 /// Inputs to building the job table, already taken from the driver config.
 pub struct JobTableInput<'a> {
@@ -90,34 +134,79 @@ pub struct JobTableInput<'a> {
     pub config_file: Option<&'a Path>,
     /// The driver-wide `user`, for worker files that set neither `user` nor `group`.
     pub default_user: Option<&'a str>,
+    /// `host:port` of every gearmand: Perl worker objects get them as `server`.
+    pub servers: &'a [String],
+    /// `perl_lib`: where the Perl side of the driver is, if not found by itself.
+    pub perl_lib: Option<&'a Path>,
 }
 
-/// A worker file found below a lib dir, and its module name.
+/// A worker file or Perl module found below a lib dir, and its module name.
 #[derive(Debug, Clone)]
 pub struct FoundFile {
     pub path: PathBuf,
     pub module: String,
+    pub kind: FileKind,
+}
+
+/// What a found file is, by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `.toml`: a worker file.
+    WorkerFile,
+    /// `.pm`: a Perl module, a worker class if it is a `Gearman::Driver::Worker`.
+    PerlModule,
+}
+
+impl FileKind {
+    fn of(path: &Path) -> Option<FileKind> {
+        match path.extension()?.to_str()? {
+            "toml" => Some(FileKind::WorkerFile),
+            "pm" => Some(FileKind::PerlModule),
+            _ => None,
+        }
+    }
 }
 
 /// Builds the job table, sorted by console name, or every error found.
 pub fn build_job_table(input: &JobTableInput) -> Result<Vec<Arc<JobSpec>>, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let files = discover(input.lib, input.namespaces)?;
-    let mut jobs = Vec::new();
-    for found in &files {
-        match load_worker_file(found, input) {
-            Ok(mut file_jobs) => jobs.append(&mut file_jobs),
+    let (worker_files, perl_modules): (Vec<FoundFile>, Vec<FoundFile>) = files
+        .into_iter()
+        .partition(|f| f.kind == FileKind::WorkerFile);
+    let mut declared = Vec::new();
+    for found in &worker_files {
+        let (decl, mut errs) = load_worker_file(found, input);
+        errors.0.append(&mut errs.0);
+        declared.extend(decl);
+    }
+    let mut skipped = Vec::new();
+    if !perl_modules.is_empty() {
+        match super::perl::declare_modules(&perl_modules, input) {
+            Ok(mut classes) => {
+                declared.append(&mut classes.declared);
+                skipped = classes.skipped;
+            }
             Err(mut errs) => errors.0.append(&mut errs.0),
         }
     }
+    let mut jobs = Vec::new();
+    for decl in &declared {
+        match build_jobs(decl) {
+            Ok(mut built) => jobs.append(&mut built),
+            Err(mut errs) => errors.0.append(&mut errs.0),
+        }
+    }
+    check_namespaces_serve_something(input.namespaces, &declared, &skipped, &mut errors);
     check_duplicate_functions(&jobs, &mut errors);
     apply_runtime_attributes(&mut jobs, input, &mut errors);
     jobs.sort_by(|a, b| a.name.cmp(&b.name));
     errors.into_result(jobs.into_iter().map(Arc::new).collect())
 }
 
-/// Finds every worker file the namespaces select. The first lib dir that
-/// holds a module wins, as Perl's @INC would.
+/// Finds every worker file and Perl module the namespaces select. The first
+/// lib dir that holds a module wins, as Perl's @INC would; a worker file and
+/// a Perl module of the same name are an error (which one was meant?).
 pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     for dir in lib {
@@ -139,6 +228,7 @@ pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>
         return Err(errors);
     }
     let mut by_module: BTreeMap<String, FoundFile> = BTreeMap::new();
+    let mut clashes: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
     for ns in namespaces {
         if !is_valid_namespace(ns) {
             errors.push(ConfigError::new(format!("invalid namespace `{ns}`")).at_key("namespaces"));
@@ -148,32 +238,55 @@ pub fn discover(lib: &[PathBuf], namespaces: &[String]) -> Result<Vec<FoundFile>
         let mut selected = 0;
         for dir in lib {
             let mut found = Vec::new();
-            let single = dir.join(format!("{rel}.toml"));
-            if single.is_file() {
-                found.push(single);
+            for ext in ["toml", "pm"] {
+                let single = dir.join(format!("{rel}.{ext}"));
+                if single.is_file() {
+                    found.push(single);
+                }
             }
             let folder = dir.join(&rel);
             if folder.is_dir() {
-                collect_toml_files(&folder, &mut found);
+                collect_module_files(&folder, &mut found);
             }
             for path in found {
+                let Some(kind) = FileKind::of(&path) else {
+                    continue;
+                };
                 let module = module_name(dir, &path);
                 selected += 1;
-                by_module
-                    .entry(module.clone())
-                    .or_insert(FoundFile { path, module });
+                match by_module.get(&module) {
+                    Some(first) if first.kind != kind => {
+                        clashes
+                            .entry(module.clone())
+                            .or_insert_with(|| (first.path.clone(), path.clone()));
+                    }
+                    Some(_) => {}
+                    None => {
+                        by_module.insert(module.clone(), FoundFile { path, module, kind });
+                    }
+                }
             }
         }
         if selected == 0 {
             let dirs: Vec<String> = lib.iter().map(|d| d.display().to_string()).collect();
             errors.push(
                 ConfigError::new(format!(
-                    "namespace `{ns}` selects no worker file (looked for {rel}.toml and {rel}/ in {})",
+                    "namespace `{ns}` selects no worker file (looked for {rel}.toml, {rel}.pm and {rel}/ in {})",
                     dirs.join(", ")
                 ))
                 .at_key("namespaces"),
             );
         }
+    }
+    for (module, (first, second)) in clashes {
+        errors.push(
+            ConfigError::new(format!(
+                "module {module} is both {} and {}: a worker file and a Perl module may not share a name; rename or remove one",
+                first.display(),
+                second.display()
+            ))
+            .in_file(&second),
+        );
     }
     errors.into_result(by_module.into_values().collect())
 }
@@ -188,7 +301,7 @@ fn is_valid_namespace(ns: &str) -> bool {
         })
 }
 
-fn collect_toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+fn collect_module_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -196,8 +309,8 @@ fn collect_toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     paths.sort();
     for path in paths {
         if path.is_dir() {
-            collect_toml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "toml") {
+            collect_module_files(&path, out);
+        } else if FileKind::of(&path).is_some() {
             out.push(path);
         }
     }
@@ -212,6 +325,47 @@ pub fn module_name(lib: &Path, file: &Path) -> String {
         .join("::")
 }
 
+/// A Perl module a namespace selected that turned out not to be a worker
+/// class (as Gearman::Driver's loader did, it is skipped).
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub module: String,
+    pub reason: String,
+}
+
+/// A namespace whose every module was skipped serves nothing: an error, as a
+/// namespace selecting no file is.
+fn check_namespaces_serve_something(
+    namespaces: &[String],
+    declared: &[Declared],
+    skipped: &[Skipped],
+    errors: &mut ConfigErrors,
+) {
+    let within = |module: &str, ns: &str| {
+        module == ns
+            || module
+                .strip_prefix(ns)
+                .is_some_and(|rest| rest.starts_with("::"))
+    };
+    for ns in namespaces {
+        let serves = declared.iter().any(|d| within(&d.template.module, ns));
+        let passed_over: Vec<String> = skipped
+            .iter()
+            .filter(|s| within(&s.module, ns))
+            .map(|s| format!("{} ({})", s.module, s.reason))
+            .collect();
+        if !serves && !passed_over.is_empty() {
+            errors.push(
+                ConfigError::new(format!(
+                    "namespace `{ns}` selects no worker: {}",
+                    passed_over.join(", ")
+                ))
+                .at_key("namespaces"),
+            );
+        }
+    }
+}
+
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -219,14 +373,112 @@ fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
-fn load_worker_file(
-    found: &FoundFile,
-    input: &JobTableInput,
-) -> Result<Vec<JobSpec>, ConfigErrors> {
+/// What one worker file or Perl class declares: the parts every job of it
+/// shares (`template`), its defaults and overrides, and its jobs with their
+/// own attributes.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    /// Every field a job shares with the other jobs of its module; the
+    /// per-job fields (name, functions, limits) are filled in by [`build_jobs`].
+    pub template: JobSpec,
+    pub style: Style,
+    pub defaults: JobAttrs,
+    pub overrides: JobAttrs,
+    pub jobs: Vec<DeclaredJob>,
+}
+
+/// How errors name the place of a problem: TOML keys, or Perl subs and attributes.
+#[derive(Debug, Clone)]
+pub enum Style {
+    WorkerFile { source: String },
+    PerlClass,
+}
+
+/// One job as declared, with its own attributes only.
+#[derive(Debug, Clone)]
+pub struct DeclaredJob {
+    pub key: String,
+    pub attrs: JobAttrs,
+    pub at: Origin,
+}
+
+/// Where a job is declared.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A byte offset into the worker file's source.
+    Offset(usize),
+    /// The file and line of a Perl `sub`.
+    Sub { file: PathBuf, line: Option<usize> },
+}
+
+/// The attributes [`build_jobs`] checks, for naming them in errors.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    MinProcesses,
+    MaxProcesses,
+    ProcessGroup,
+}
+
+impl Declared {
+    fn field_name(&self, field: Field) -> &'static str {
+        match (&self.style, field) {
+            (Style::WorkerFile { .. }, Field::MinProcesses) => "min_processes",
+            (Style::WorkerFile { .. }, Field::MaxProcesses) => "max_processes",
+            (Style::WorkerFile { .. }, Field::ProcessGroup) => "process_group",
+            (Style::PerlClass, Field::MinProcesses) => "MinProcesses",
+            (Style::PerlClass, Field::MaxProcesses) => "MaxProcesses",
+            (Style::PerlClass, Field::ProcessGroup) => "ProcessGroup",
+        }
+    }
+
+    /// An error about `job` (and one of its attributes), placed as precisely
+    /// as the declaration allows.
+    fn error(&self, job: &DeclaredJob, field: Option<Field>, message: String) -> ConfigError {
+        let field = field.map(|f| self.field_name(f));
+        match (&self.style, &job.at) {
+            (Style::WorkerFile { source }, Origin::Offset(offset)) => {
+                let key = match field {
+                    Some(f) => format!("jobs.{}.{f}", job.key),
+                    None => format!("jobs.{}", job.key),
+                };
+                ConfigError::new(message)
+                    .in_file(&self.template.file)
+                    .at_key(key)
+                    .at_offset(source, *offset)
+            }
+            (_, Origin::Sub { file, line }) => {
+                let key = match field {
+                    Some(f) => format!("sub {} : {f}", job.key),
+                    None => format!("sub {}", job.key),
+                };
+                let err = ConfigError::new(message).in_file(file).at_key(key);
+                match line {
+                    Some(line) => err.at_line(*line),
+                    None => err,
+                }
+            }
+            (Style::PerlClass, Origin::Offset(_)) => ConfigError::new(message)
+                .in_file(&self.template.file)
+                .at_key(job.key.clone()),
+        }
+    }
+}
+
+/// Reads a worker file into what it declares, with the problems found so
+/// far (what it declares is still checked further when it could be read).
+fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declared>, ConfigErrors) {
     let path = &found.path;
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("cannot read worker file: {e}")).in_file(path))?;
-    let wf = WorkerFile::parse(path, &source)?;
+    let source = match std::fs::read_to_string(path) {
+        Ok(source) => source,
+        Err(e) => {
+            let err = ConfigError::new(format!("cannot read worker file: {e}")).in_file(path);
+            return (None, err.into());
+        }
+    };
+    let wf = match WorkerFile::parse(path, &source) {
+        Ok(wf) => wf,
+        Err(err) => return (None, err.into()),
+    };
     let mut errors = ConfigErrors::default();
     // Absolute, because processes start in it and a relative program path
     // would then be looked up from there.
@@ -268,6 +520,9 @@ fn load_worker_file(
             errors.push(err_at(key, offset, msg));
         }
     }
+    let stop_signal = stop_signal_of(&wf, &mut |offset, msg| {
+        errors.push(err_at("stop_signal".into(), offset, msg))
+    });
     if wf.jobs.is_empty() {
         errors.push(
             ConfigError::new("declares no [jobs.<name>] table")
@@ -279,87 +534,130 @@ fn load_worker_file(
         .prefix
         .clone()
         .unwrap_or_else(|| format!("{}::", found.module));
-    let options_json = worker_options_json(input.worker_options, &found.module);
+    let template = JobSpec {
+        name: String::new(),
+        module: found.module.clone(),
+        prefix,
+        file: path.clone(),
+        dir,
+        command,
+        protocol: wf.protocol,
+        endpoint,
+        stop_signal,
+        env: wf.env.clone(),
+        functions: Vec::new(),
+        min_processes: 1,
+        max_processes: 1,
+        max_jobs: 0,
+        max_lifetime: None,
+        max_rss_mib: 0,
+        start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT),
+        options_json: worker_options_json(input.worker_options, &found.module),
+        isolation,
+        code_digest: None,
+    };
+    let jobs = wf
+        .jobs
+        .iter()
+        .map(|(key, attrs)| DeclaredJob {
+            key: key.clone(),
+            attrs: attrs.get_ref().clone(),
+            at: Origin::Offset(attrs.span().start),
+        })
+        .collect();
+    let decl = Declared {
+        template,
+        style: Style::WorkerFile { source },
+        defaults: wf.defaults,
+        overrides: wf.overrides,
+        jobs,
+    };
+    (Some(decl), errors)
+}
 
-    // Group jobs by process group (or alone), keeping declaration spans.
-    let mut groups: BTreeMap<String, Vec<(String, JobAttrs, usize)>> = BTreeMap::new();
-    for (key, attrs) in &wf.jobs {
-        let offset = attrs.span().start;
-        if !is_valid_name(key) {
-            errors.push(err_at(
-                format!("jobs.{key}"),
-                offset,
+/// The jobs of one module: process groups formed, defaults and overrides
+/// applied, limits checked.
+pub fn build_jobs(decl: &Declared) -> Result<Vec<JobSpec>, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let prefix = &decl.template.prefix;
+
+    // Group jobs by process group (or alone), keeping declaration order.
+    let mut groups: BTreeMap<String, Vec<&DeclaredJob>> = BTreeMap::new();
+    for job in &decl.jobs {
+        if !is_valid_name(&job.key) {
+            errors.push(decl.error(
+                job,
+                None,
                 "job names may hold only A-Z a-z 0-9 _ . : -".into(),
             ));
             continue;
         }
-        let merged = wf.overrides.or(attrs.get_ref()).or(&wf.defaults);
+        let merged = decl.overrides.or(&job.attrs).or(&decl.defaults);
         let group = match &merged.process_group {
             Some(g) if !is_valid_name(g) => {
-                errors.push(err_at(
-                    format!("jobs.{key}.process_group"),
-                    offset,
+                errors.push(decl.error(
+                    job,
+                    Some(Field::ProcessGroup),
                     "group names may hold only A-Z a-z 0-9 _ . : -".into(),
                 ));
                 continue;
             }
             Some(g) => g.clone(),
-            None => key.clone(),
+            None => job.key.clone(),
         };
-        groups
-            .entry(group)
-            .or_default()
-            .push((key.clone(), attrs.get_ref().clone(), offset));
+        groups.entry(group).or_default().push(job);
     }
 
     let mut jobs = Vec::new();
     for (group, members) in groups {
         let grouped = members.len() > 1
-            || members[0].1.process_group.is_some()
-            || wf.overrides.process_group.is_some()
-            || wf.defaults.process_group.is_some();
-        for field in ["min_processes", "max_processes"] {
-            let setters: Vec<&(String, JobAttrs, usize)> = members
+            || members[0].attrs.process_group.is_some()
+            || decl.overrides.process_group.is_some()
+            || decl.defaults.process_group.is_some();
+        for field in [Field::MinProcesses, Field::MaxProcesses] {
+            let setters: Vec<&&DeclaredJob> = members
                 .iter()
-                .filter(|(_, a, _)| {
-                    if field == "min_processes" {
-                        a.min_processes.is_some()
-                    } else {
-                        a.max_processes.is_some()
-                    }
+                .filter(|j| match field {
+                    Field::MinProcesses => j.attrs.min_processes.is_some(),
+                    _ => j.attrs.max_processes.is_some(),
                 })
                 .collect();
             if grouped && setters.len() > 1 {
-                let names: Vec<&str> = setters.iter().map(|(k, _, _)| k.as_str()).collect();
-                errors.push(err_at(
-                    format!("jobs.{}.{field}", setters[1].0),
-                    setters[1].2,
-                    format!("{field} is set twice in process group `{group}` (by {}); set it on one member only", names.join(" and ")),
+                let names: Vec<&str> = setters.iter().map(|j| j.key.as_str()).collect();
+                let name = decl.field_name(field);
+                errors.push(decl.error(
+                    setters[1],
+                    Some(field),
+                    format!("{name} is set twice in process group `{group}` (by {}); set it on one member only", names.join(" and ")),
                 ));
             }
         }
         // The group's per-process attributes: a member's own value, first by name.
         let own = members
             .iter()
-            .fold(JobAttrs::default(), |acc, (_, a, _)| acc.or(a));
-        let attrs = wf.overrides.or(&own).or(&wf.defaults);
+            .fold(JobAttrs::default(), |acc, j| acc.or(&j.attrs));
+        let attrs = decl.overrides.or(&own).or(&decl.defaults);
         let min = attrs.min_processes.unwrap_or(1);
         let max = attrs.max_processes.unwrap_or(1);
-        let first_key = &members[0].0;
+        let first = members[0];
         if min > max {
-            errors.push(err_at(
-                format!("jobs.{first_key}.min_processes"),
-                members[0].2,
-                format!("min_processes ({min}) is greater than max_processes ({max})"),
+            errors.push(decl.error(
+                first,
+                Some(Field::MinProcesses),
+                format!(
+                    "{} ({min}) is greater than {} ({max})",
+                    decl.field_name(Field::MinProcesses),
+                    decl.field_name(Field::MaxProcesses)
+                ),
             ));
         }
         let functions = members
             .iter()
-            .map(|(key, own, _)| {
-                let a = wf.overrides.or(own).or(&wf.defaults);
+            .map(|j| {
+                let a = decl.overrides.or(&j.attrs).or(&decl.defaults);
                 FunctionSpec {
-                    key: key.clone(),
-                    function: format!("{prefix}{key}"),
+                    key: j.key.clone(),
+                    function: format!("{prefix}{}", j.key),
                     timeout: a.timeout.filter(|t| *t > 0).map(Duration::from_secs),
                 }
             })
@@ -367,18 +665,10 @@ fn load_worker_file(
         let name = if grouped {
             format!("{prefix}{group}")
         } else {
-            format!("{prefix}{first_key}")
+            format!("{prefix}{}", first.key)
         };
         jobs.push(JobSpec {
             name,
-            module: found.module.clone(),
-            prefix: prefix.clone(),
-            file: path.clone(),
-            dir: dir.clone(),
-            command: command.clone(),
-            protocol: wf.protocol,
-            endpoint: endpoint.clone(),
-            env: wf.env.clone(),
             functions,
             min_processes: min,
             max_processes: max,
@@ -394,11 +684,40 @@ fn load_worker_file(
                     .filter(|s| *s > 0)
                     .unwrap_or(DEFAULT_START_TIMEOUT),
             ),
-            options_json: options_json.clone(),
-            isolation: isolation.clone(),
+            ..decl.template.clone()
         });
     }
     errors.into_result(jobs)
+}
+
+/// The worker file's `stop_signal`, or the default. `exec` slots are the
+/// driver's own helper, stopped by closing their stdin: a signal there would
+/// only reach the command of a job in flight, so the key is refused.
+fn stop_signal_of(
+    wf: &WorkerFile,
+    error: &mut dyn FnMut(usize, String),
+) -> nix::sys::signal::Signal {
+    let Some(name) = &wf.stop_signal else {
+        return DEFAULT_STOP_SIGNAL;
+    };
+    let offset = name.span().start;
+    if wf.protocol == Protocol::Http {
+        // Refused with the other process-only keys (config::http_worker).
+        return DEFAULT_STOP_SIGNAL;
+    }
+    if wf.protocol == Protocol::Exec {
+        error(
+            offset,
+            "stop_signal does not apply to protocol = \"exec\": its slots stop when their stdin \
+             closes, after the job in flight; remove the key"
+                .into(),
+        );
+        return DEFAULT_STOP_SIGNAL;
+    }
+    parse_stop_signal(name.get_ref()).unwrap_or_else(|msg| {
+        error(offset, msg);
+        DEFAULT_STOP_SIGNAL
+    })
 }
 
 /// The argv of a command, its program resolved.
@@ -443,7 +762,7 @@ fn check_executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn worker_options_json(options: &BTreeMap<String, toml::Table>, module: &str) -> String {
+pub(crate) fn worker_options_json(options: &BTreeMap<String, toml::Table>, module: &str) -> String {
     let mut merged = options.get("GLOBAL").cloned().unwrap_or_default();
     if let Some(own) = options.get(module) {
         for (k, v) in own {
@@ -526,6 +845,8 @@ mod tests {
             runtime_attributes: &rt,
             config_file: None,
             default_user: None,
+            servers: &[],
+            perl_lib: None,
         })
     }
 
@@ -635,6 +956,42 @@ mod tests {
         );
         let errs = table(tmp.path(), &["NS"]).unwrap_err();
         assert!(errs.to_string().contains("registered twice"), "{errs}");
+    }
+
+    #[test]
+    fn perl_modules_are_found_beside_worker_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "NS/A.toml", "");
+        write(tmp.path(), "NS/Sub/B.pm", "");
+        write(tmp.path(), "NS.pm", "");
+        write(tmp.path(), "NS/notes.txt", "");
+        let found = discover(&[tmp.path().to_path_buf()], &["NS".into()]).unwrap();
+        let seen: Vec<(&str, FileKind)> =
+            found.iter().map(|f| (f.module.as_str(), f.kind)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("NS", FileKind::PerlModule),
+                ("NS::A", FileKind::WorkerFile),
+                ("NS::Sub::B", FileKind::PerlModule)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_perl_module_and_a_worker_file_may_not_share_a_name() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        write(first.path(), "NS/A.toml", "");
+        write(second.path(), "NS/A.pm", "");
+        let lib = [first.path().to_path_buf(), second.path().to_path_buf()];
+        let errs = discover(&lib, &["NS".into()]).unwrap_err();
+        let shown = errs.to_string();
+        assert!(shown.contains("module NS::A is both"), "{shown}");
+        assert!(
+            shown.contains("A.toml") && shown.contains("A.pm"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub mod error;
 pub mod http_worker;
 pub mod isolation;
 pub mod jobs;
+pub mod perl;
 pub mod schedules;
+pub mod stop_signal;
 pub mod worker_file;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ pub use jobs::{FunctionSpec, JobSpec};
 pub use worker_file::Protocol;
 
 use crate::access::{self, AdminToken};
+use crate::logging::LogFormat;
 use driver_file::split_list;
 
 pub const DEFAULT_SERVER: &str = "localhost:4730";
@@ -55,11 +58,14 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub logfile: Option<PathBuf>,
     pub loglevel: tracing::Level,
+    pub log_format: LogFormat,
     pub pid_file: Option<PathBuf>,
     pub daemonize: bool,
     /// Worker processes run as this user (the driver must be root).
     pub user: Option<String>,
     pub unknown_job_command: Option<Vec<String>>,
+    /// Where the Perl side of the driver is (`perl_lib`), if set.
+    pub perl_lib: Option<PathBuf>,
     pub worker_options: BTreeMap<String, toml::Table>,
     pub job_runtime_attributes: BTreeMap<String, RuntimeAttrs>,
     /// `[[schedule]]` entries, validated.
@@ -83,6 +89,8 @@ pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigErrors> {
         runtime_attributes: &settings.job_runtime_attributes,
         config_file: settings.config_file.as_deref(),
         default_user: settings.user.as_deref(),
+        servers: &settings.servers,
+        perl_lib: settings.perl_lib.as_deref(),
     })?;
     Ok(Loaded { settings, jobs })
 }
@@ -327,6 +335,7 @@ fn merge(
             .map(PathBuf::from)
             .or(file.logfile.as_deref().map(rel_file)),
         loglevel,
+        log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         pid_file: flags
             .pid_file
             .as_ref()
@@ -335,6 +344,11 @@ fn merge(
         daemonize: flags.daemonize || file.daemonize.unwrap_or(false),
         user: flags.user.clone().or(file.user),
         unknown_job_command,
+        perl_lib: flags
+            .perl_lib
+            .as_ref()
+            .map(PathBuf::from)
+            .or(file.perl_lib.as_deref().map(rel_file)),
         worker_options: file.worker_options,
         job_runtime_attributes: file.job_runtime_attributes,
         schedules,

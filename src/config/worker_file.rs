@@ -109,6 +109,8 @@ pub struct WorkerFile {
     /// `http` only: how the job is encoded in the request body.
     pub request_format: Option<Spanned<RequestFormat>>,
     pub prefix: Option<String>,
+    /// `TERM` (default), `QUIT`, ...: see [`super::stop_signal`].
+    pub stop_signal: Option<Spanned<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Run the processes as this user (a root driver only); see

@@ -77,11 +77,13 @@ pub fn render(answer: &Answer) -> Option<Vec<String>> {
     Some(lines)
 }
 
-/// The bytes on the wire: CRLF line ends and the `.` terminator.
+/// The bytes on the wire: CRLF line ends and the `.` terminator. A line
+/// with line breaks in it (a compiler's message in a config error) goes out
+/// as several lines, so no client sees a bare LF.
 pub fn to_wire(lines: Option<&[String]>) -> Vec<u8> {
     let mut out = Vec::new();
-    for line in lines.unwrap_or_default() {
-        out.extend_from_slice(line.as_bytes());
+    for part in lines.unwrap_or_default().iter().flat_map(|l| l.lines()) {
+        out.extend_from_slice(part.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if lines.is_some() {
@@ -369,6 +371,13 @@ mod tests {
             answer(&mut p, "schedules"),
             "NAME  NEXT RUN              LAST RUN              RESULT\r\n.\r\n"
         );
+    }
+
+    #[test]
+    fn embedded_line_breaks_become_crlf_lines() {
+        let lines = vec!["ERR x".to_string(), "a\nb\r\nc".to_string()];
+        assert_eq!(to_wire(Some(&lines)), b"ERR x\r\na\r\nb\r\nc\r\n.\r\n");
+        assert_eq!(to_wire(None), b"");
     }
 
     #[test]

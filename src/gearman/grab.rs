@@ -92,9 +92,16 @@ struct ServerLink {
     connecting: bool,
 }
 
+/// Whose grab loop it is, for the `pid` and `job` fields of log lines.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// `None` for a member without a process (an http slot).
+    pub pid: Option<u32>,
+    pub job: String,
+}
+
 pub struct GrabLoop {
-    /// `(pid) [job]` or the slot's equivalent, for log lines.
-    tag: String,
+    who: Member,
     functions: Vec<Bytes>,
     /// Spreads reconnects of many members over time.
     jitter_seed: u32,
@@ -108,7 +115,7 @@ pub struct GrabLoop {
 
 impl GrabLoop {
     /// `functions`: the registered names the member serves.
-    pub fn new(tag: String, servers: &[String], functions: Vec<Bytes>, jitter_seed: u32) -> Self {
+    pub fn new(who: Member, servers: &[String], functions: Vec<Bytes>, jitter_seed: u32) -> Self {
         let servers = servers
             .iter()
             .map(|addr| ServerLink {
@@ -121,7 +128,7 @@ impl GrabLoop {
             .collect();
         let (connects_tx, connects_rx) = mpsc::unbounded_channel();
         GrabLoop {
-            tag,
+            who,
             functions,
             jitter_seed,
             servers,
@@ -227,8 +234,9 @@ impl GrabLoop {
             }
             Err(err) => {
                 tracing::debug!(
-                    "{} cannot reach gearmand {}: {err}",
-                    self.tag,
+                    pid = self.who.pid,
+                    job = self.who.job.as_str(),
+                    "cannot reach gearmand {}: {err}",
                     self.servers[i].addr
                 );
                 self.schedule_reconnect(i);
@@ -323,8 +331,9 @@ impl GrabLoop {
             }
             PacketType::Error => {
                 tracing::warn!(
-                    "{} gearmand {} answered ERROR {}: {}",
-                    self.tag,
+                    pid = self.who.pid,
+                    job = self.who.job.as_str(),
+                    "gearmand {} answered ERROR {}: {}",
                     self.servers[i].addr,
                     String::from_utf8_lossy(&arg(&packet, 0)),
                     String::from_utf8_lossy(&arg(&packet, 1))
@@ -347,8 +356,9 @@ impl GrabLoop {
         self.next_server = (server + 1) % self.servers.len();
         if !self.functions.contains(&function) {
             tracing::warn!(
-                "{} was assigned unknown function {}",
-                self.tag,
+                pid = self.who.pid,
+                job = self.who.job.as_str(),
+                "was assigned unknown function {}",
                 String::from_utf8_lossy(&function)
             );
             self.send_to(server, Packet::request(PacketType::WorkFail, vec![handle]))
@@ -466,8 +476,9 @@ impl GrabLoop {
 
     fn server_lost(&mut self, i: usize) {
         tracing::debug!(
-            "{} lost its connection to gearmand {}",
-            self.tag,
+            pid = self.who.pid,
+            job = self.who.job.as_str(),
+            "lost its connection to gearmand {}",
             self.servers[i].addr
         );
         self.schedule_reconnect(i);

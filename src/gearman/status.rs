@@ -38,6 +38,8 @@ pub struct StatusSnapshot {
     pub functions: HashMap<String, FunctionCounts>,
     /// How many servers answered; 0 means nothing is known.
     pub servers_answered: usize,
+    /// When the poll went out: jobs taken since may be missing from the counts.
+    pub requested_at: Option<std::time::Instant>,
 }
 
 impl StatusSnapshot {
@@ -92,9 +94,12 @@ impl StatusPoller {
 
     /// Asks every server at once and sums what comes back.
     pub async fn poll(&mut self) -> StatusSnapshot {
+        let requested_at = std::time::Instant::now();
         let results =
             futures::future::join_all(self.servers.iter_mut().map(ServerPoll::poll)).await;
-        StatusSnapshot::from_rows(results.iter().map(|r| r.as_deref()))
+        let mut snapshot = StatusSnapshot::from_rows(results.iter().map(|r| r.as_deref()));
+        snapshot.requested_at = Some(requested_at);
+        snapshot
     }
 }
 

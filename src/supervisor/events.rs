@@ -56,7 +56,12 @@ pub enum Report {
 /// Why a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitCause {
-    /// We asked it to stop (scale-down, recycling, shutdown, timeout kill).
+    /// We asked it to stop (scale-down, recycling, shutdown, reload): by
+    /// closing its stdin, or with `signal`, its job's `stop_signal`. Dying of
+    /// that signal is how such a process stops, not a crash.
+    Stopped { signal: nix::sys::signal::Signal },
+    /// We ended it (a job's timeout, a job still running at the end of the
+    /// shutdown).
     Requested,
     /// It exited or died on its own, or broke the protocol; for a slot, its
     /// endpoint could not be reached.

@@ -2,8 +2,13 @@
 //! the supervisor only watches it. Its stdout lines `lastrun <epoch>`,
 //! `lasterror <epoch>` and `lasterror_msg <text>` feed the console columns
 //! (as Gearman::Driver's children reported them); other output is logged.
-//! Stopping sends SIGTERM so the process can finish its job, then SIGKILL
-//! after `shutdown_timeout`.
+//!
+//! Stopping (scale-down, recycling, reload, shutdown) sends the job's
+//! `stop_signal` at once, since the supervisor cannot see whether the process
+//! is busy, and SIGKILL if it has not exited `shutdown_timeout` later.
+//! Whether a job in flight finishes is up to the worker: an unmodified PHP
+//! `GearmanWorker` or Perl `Gearman::Worker` dies at once on every signal
+//! whose default action ends a process, and its job goes back to gearmand.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +16,10 @@ use nix::sys::signal::Signal;
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
+
+use std::sync::Arc;
+
+use crate::config::JobSpec;
 
 use super::events::{Control, Event, ExitCause, Report};
 use super::member::WorkerId;
@@ -20,16 +29,17 @@ use super::stdio::ProcessSetup;
 pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     let pid = setup.pid;
     let id = setup.id;
-    let tag = id.tag(&setup.job.name);
+    let job = setup.job.clone();
     // Its stdin stays open and unused: some workers exit on EOF.
     let _stdin = child.stdin.take();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_reports(id, tag.clone(), stdout, setup.events.clone()));
+        tokio::spawn(read_reports(id, job.clone(), stdout, setup.events.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(pid, job.clone(), stderr));
     }
     let _ = setup.events.send(Event::Ready { id });
+    let stop_signal = setup.job.stop_signal;
     let mut escalation: Option<(Instant, Signal)> = None;
     let mut requested = false;
     let status = loop {
@@ -38,24 +48,31 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         tokio::select! {
             status = child.wait() => break status.ok(),
             control = setup.control.recv(), if !requested => {
-                if matches!(control, Some(Control::Retire(_))) {
-                    if let Some(Control::Retire(reason)) = &control {
-                        tracing::info!("{tag} Recycling: {reason}");
-                    }
+                if let Some(Control::Retire(reason)) = &control {
+                    tracing::info!(pid, job = job.name.as_str(), "Recycling: {reason}");
                 }
                 requested = true;
-                signal_group(pid, Signal::SIGTERM);
+                tracing::debug!(pid, job = job.name.as_str(), "sending {} (its stop_signal)", stop_signal.as_str());
+                signal_group(pid, stop_signal);
                 escalation = Some((Instant::now() + setup.shutdown_timeout, Signal::SIGKILL));
             }
             _ = sleep_until(at.into()), if escalation.is_some() => {
-                tracing::warn!("{tag} did not exit in time; sending SIGKILL");
+                tracing::warn!(
+                    pid,
+                    job = job.name.as_str(),
+                    "did not exit within {}s of {}; sending SIGKILL",
+                    setup.shutdown_timeout.as_secs_f64(),
+                    stop_signal.as_str()
+                );
                 signal_group(pid, Signal::SIGKILL);
                 escalation = None;
             }
         }
     };
     let cause = if requested {
-        ExitCause::Requested
+        ExitCause::Stopped {
+            signal: stop_signal,
+        }
     } else {
         ExitCause::Unexpected(
             status
@@ -70,7 +87,7 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
 
 async fn read_reports(
     id: WorkerId,
-    tag: String,
+    job: Arc<JobSpec>,
     stdout: ChildStdout,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -78,7 +95,7 @@ async fn read_reports(
         Some(report) => {
             let _ = events.send(Event::Report { id, report });
         }
-        None => tracing::info!("{tag} STDOUT: {text}"),
+        None => tracing::info!(pid = id.pid(), job = job.name.as_str(), "STDOUT: {text}"),
     })
     .await;
 }

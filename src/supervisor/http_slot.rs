@@ -39,7 +39,8 @@ enum Wake {
 }
 
 struct Slot {
-    tag: String,
+    /// `Slot 3`: how log lines name the slot (it has no PID field).
+    name: String,
     setup: ProcessSetup,
     endpoint: HttpEndpoint,
     client: EndpointClient,
@@ -58,7 +59,7 @@ struct Slot {
 
 /// Runs the slot until it ends; the last thing it sends is `Exited`.
 pub async fn run(setup: ProcessSetup, client: EndpointClient) {
-    let tag = setup.id.tag(&setup.job.name);
+    let name = setup.id.noun();
     let Some(endpoint) = setup.job.endpoint.clone() else {
         // Config loading gives every http job its endpoint.
         let _ = setup.events.send(Event::Exited {
@@ -68,9 +69,9 @@ pub async fn run(setup: ProcessSetup, client: EndpointClient) {
         });
         return;
     };
-    let grab = new_grab_loop(&tag, &setup);
+    let grab = new_grab_loop(&setup);
     let mut slot = Slot {
-        tag,
+        name,
         setup,
         endpoint,
         client,
@@ -133,6 +134,11 @@ impl Slot {
         });
     }
 
+    /// The `job` field of this slot's log lines.
+    fn job(&self) -> &str {
+        &self.setup.job.name
+    }
+
     fn send_event(&self, event: Event) {
         let _ = self.setup.events.send(event);
     }
@@ -181,15 +187,16 @@ impl Slot {
                 self.after_job(then);
             }
             Ok(Outcome::Failed(message)) => {
-                tracing::debug!("{} Job failed: {message}", self.tag);
+                tracing::debug!(job = self.job(), "{}: Job failed: {message}", self.name);
                 let then = self.job_ended(JobOutcome::Failed(message.clone()));
                 self.grab.fail(message.as_bytes(), then).await;
                 self.after_job(then);
             }
             Err(Unreachable(why)) => {
                 tracing::warn!(
-                    "{} Endpoint {} unreachable: {why}; gearmand will hand the job out again",
-                    self.tag,
+                    job = self.job(),
+                    "{}: Endpoint {} unreachable: {why}; gearmand will hand the job out again",
+                    self.name,
                     self.endpoint.url
                 );
                 // Dropping the connections unanswered hands the job back.
@@ -232,7 +239,7 @@ impl Slot {
 
     fn retire(&mut self, reason: String) {
         if !self.stopping {
-            tracing::info!("{} Recycling: {reason}", self.tag);
+            tracing::info!(job = self.job(), "{}: Recycling: {reason}", self.name);
             self.send_event(Event::Retiring {
                 id: self.setup.id,
                 reason,
@@ -254,8 +261,9 @@ impl Slot {
     fn end_now(&mut self) {
         if self.job.take().is_some() {
             tracing::info!(
-                "{} Stopped with a job in flight; gearmand will hand it out again",
-                self.tag
+                job = self.job(),
+                "{}: Stopped with a job in flight; gearmand will hand it out again",
+                self.name
             );
         }
         self.grab.close();
@@ -284,8 +292,9 @@ impl Slot {
         }
         if self.shutdown_deadline.is_some_and(|d| now >= d) {
             tracing::warn!(
-                "{} Job still running {}s into the shutdown; abandoning it, gearmand will hand it out again",
-                self.tag,
+            job = self.job(),
+            "{}: Job still running {}s into the shutdown; abandoning it, gearmand will hand it out again",
+            self.name,
                 self.setup.shutdown_timeout.as_secs_f64()
             );
             self.end_now();
@@ -297,7 +306,7 @@ impl Slot {
     async fn time_out(&mut self, limit: Duration) {
         self.job = None;
         let message = format!("timeout after {}s", limit.as_secs());
-        tracing::warn!("{} Job {message}", self.tag);
+        tracing::warn!(job = self.job(), "{}: Job {message}", self.name);
         let then = self.job_ended(JobOutcome::Failed(message.clone()));
         self.grab.fail(message.as_bytes(), then).await;
         self.after_job(then);

@@ -36,19 +36,11 @@ impl WorkerId {
         self.seq
     }
 
-    /// `Process` or `Slot`, for log lines.
-    pub fn noun(&self) -> &'static str {
+    /// `Process`, or `Slot 3`: how log lines name the member.
+    pub fn noun(&self) -> String {
         match self.pid {
-            Some(_) => "Process",
-            None => "Slot",
-        }
-    }
-
-    /// The `(pid) [job]` prefix of log lines; `(slot N) [job]` for a slot.
-    pub fn tag(&self, job: &str) -> String {
-        match self.pid {
-            Some(pid) => crate::logging::proc_tag(pid, job),
-            None => format!("(slot {}) [{job}]", self.seq),
+            Some(_) => "Process".into(),
+            None => format!("Slot {}", self.seq),
         }
     }
 }
@@ -91,8 +83,8 @@ mod tests {
         let p = WorkerId::process(3, 4242);
         let s = WorkerId::slot(4);
         assert_eq!((p.to_string(), s.to_string()), ("4242".into(), "-".into()));
-        assert_eq!(p.tag("J"), "(4242) [J]");
-        assert_eq!(s.tag("J"), "(slot 4) [J]");
+        assert_eq!(p.noun(), "Process");
+        assert_eq!(s.noun(), "Slot 4");
         assert_eq!(s.pid(), None);
     }
 

@@ -13,6 +13,7 @@
 //! - [`member`]: the id of a pool member (a process or a slot).
 //! - [`output`]: worker output outside the protocol, logged line by line.
 //! - [`pools`]: jobs and members as the loop tracks them.
+//! - [`stopping`]: what stopping does per protocol, in the log's words.
 
 pub mod events;
 pub mod gearman_proc;
@@ -22,6 +23,7 @@ pub mod output;
 pub mod pools;
 pub mod spawn;
 pub mod stdio;
+pub mod stopping;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,6 +39,8 @@ use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
 use crate::endpoint::EndpointClient;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
+use crate::logging;
+use crate::notify::Notifier;
 use crate::policy::{self, Action, ProcState};
 use crate::schedule::Schedules;
 use events::{Event, ExitCause, JobOutcome, Report};
@@ -78,6 +82,8 @@ pub struct Supervisor {
     schedules: Schedules,
     /// The admin token in force, for the doors; a reload may change it.
     admin_token: tokio::sync::watch::Sender<Option<crate::access::AdminToken>>,
+    /// systemd's READY, STATUS, RELOADING, STOPPING and WATCHDOG.
+    notify: Notifier,
 }
 
 /// Why the loop ended.
@@ -119,6 +125,7 @@ impl Supervisor {
             watched_dirty: true,
             schedules,
             admin_token,
+            notify: Notifier::from_env(),
         }
     }
 
@@ -147,6 +154,7 @@ impl Supervisor {
         self.schedules.spawn();
         let mut tick = tokio::time::interval(self.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = self.notify.watchdog_timer();
 
         tracing::info!(
             "gearman-driver {} started: {} job(s), servers {}, console {}",
@@ -183,7 +191,11 @@ impl Supervisor {
                     self.on_request(envelope);
                     self.reconcile(false);
                 }
-                _ = tick.tick() => self.poll_now.notify_one(),
+                _ = tick.tick() => {
+                    self.poll_now.notify_one();
+                    self.notify.status(|| pools::summary(&self.jobs, &self.status, self.servers.len()));
+                }
+                _ = watchdog.tick() => self.notify.watchdog(),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -196,6 +208,8 @@ impl Supervisor {
                 }
                 _ = sleep_until(wake_at.into()) => self.reconcile(false),
             }
+            self.notify
+                .ready_once(|| !self.shutting_down && pools::all_settled(&self.jobs));
             if self.shutting_down && self.owner.is_empty() {
                 tracing::info!("all processes stopped; exiting");
                 return Ok(Exit::Clean);
@@ -225,17 +239,27 @@ impl Supervisor {
             self.kill_everything();
             return true;
         }
-        tracing::info!(
-            "{name} received: shutting down (in-flight jobs get {:?})",
-            self.settings.shutdown_timeout
-        );
+        self.log_shutdown(&format!("{name} received"));
         self.begin_shutdown();
         false
+    }
+
+    /// Says what the shutdown will do to each protocol's processes.
+    fn log_shutdown(&self, cause: &str) {
+        let lines = stopping::shutdown_lines(
+            cause,
+            self.settings.shutdown_timeout,
+            self.jobs.values().map(|j| (&*j.spec, j.procs.len())),
+        );
+        for line in lines {
+            tracing::info!("{line}");
+        }
     }
 
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         self.schedules.stop();
+        self.notify.stopping();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -271,6 +295,7 @@ impl Supervisor {
             Event::Busy { id } => {
                 let Some(job) = self.job_of(id) else { return };
                 job.lastrun = now_epoch();
+                job.note_taken(Instant::now());
                 if let Some(p) = job.procs.get_mut(&id) {
                     p.set_state(ProcState::Busy);
                 }
@@ -304,7 +329,13 @@ impl Supervisor {
             Event::Report { id, report } => {
                 let Some(job) = self.job_of(id) else { return };
                 match report {
-                    Report::LastRun(t) => job.lastrun = t,
+                    Report::LastRun(t) => {
+                        // Each `lastrun` line is one job done, as for Gearman::Driver's children.
+                        job.lastrun = t;
+                        if let Some(p) = job.procs.get_mut(&id) {
+                            p.jobs_done += 1;
+                        }
+                    }
                     Report::LastError(t) => job.lasterror = t,
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
@@ -331,18 +362,29 @@ impl Supervisor {
         let Some(proc) = job.procs.remove(&id) else {
             return;
         };
-        let tag = id.tag(&name);
-        let described = match (&status, id.pid()) {
+        let pid = id.pid();
+        let described = match (&status, pid) {
             (Some(status), _) => spawn::describe_exit(status),
             (None, Some(_)) => "exited".into(),
-            (None, None) => "Slot ended".into(),
+            (None, None) => format!("{} ended", id.noun()),
         };
         let code = status
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
-            ExitCause::Requested => tracing::info!("{tag} {code}"),
-            _ if by_console || shutting_down => tracing::info!("{tag} {code}"),
+            ExitCause::Stopped { signal } => match &status {
+                Some(status) => {
+                    tracing::info!(
+                        pid,
+                        job = name.as_str(),
+                        "{}",
+                        spawn::describe_stop(status, signal)
+                    )
+                }
+                None => tracing::info!(pid, job = name.as_str(), "{code}"),
+            },
+            ExitCause::Requested => tracing::info!(pid, job = name.as_str(), "{code}"),
+            _ if by_console || shutting_down => tracing::info!(pid, job = name.as_str(), "{code}"),
             ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
                 let quick = proc.started.elapsed() < CRASH_WINDOW;
                 job.record_error(&why);
@@ -355,13 +397,15 @@ impl Supervisor {
                 if quick {
                     let delay = job.note_quick_failure();
                     tracing::warn!(
-                        "{tag} {event}; within {}s of its start, next start in {}s",
+                        pid,
+                        job = name.as_str(),
+                        "{event}; within {}s of its start, next start in {}s",
                         CRASH_WINDOW.as_secs(),
                         delay.as_secs()
                     );
                 } else {
                     job.failures = 0;
-                    tracing::warn!("{tag} {event}");
+                    tracing::warn!(pid, job = name.as_str(), "{event}");
                 }
             }
         }
@@ -379,6 +423,7 @@ impl Supervisor {
         self.warn_unknown_functions();
         let now = Instant::now();
         for job in self.jobs.values_mut() {
+            job.forget_taken_before(self.status.requested_at);
             let (waiting, running) = job.queue(&self.status);
             if waiting > 0 || running > 0 {
                 job.quiet_since = now;
@@ -475,7 +520,7 @@ impl Supervisor {
             };
             let actions = {
                 let views = job.proc_views();
-                let waiting = (self.status.servers_answered > 0).then(|| job.queue(&self.status).0);
+                let waiting = (self.status.servers_answered > 0).then(|| job.waiting(&self.status));
                 let view = policy::JobView {
                     min: job.min,
                     max: job.max,
@@ -493,15 +538,21 @@ impl Supervisor {
         self.update_watched();
     }
 
-    /// Jobs without any process get their functions watched for new work.
+    /// Jobs without any process get their functions watched for new work,
+    /// unless no process could be started for them now anyway (a crash
+    /// loop's backoff, shutdown): work queued for those would only wake the
+    /// watcher again and again.
     fn update_watched(&mut self) {
         if !std::mem::take(&mut self.watched_dirty) {
             return;
         }
+        let now = Instant::now();
         let mut functions: Vec<String> = self
             .jobs
             .values()
+            .filter(|_| !self.shutting_down)
             .filter(|j| j.live_count() == 0 && j.max > 0 && !j.removed)
+            .filter(|j| j.blocked_until.is_none_or(|t| t <= now))
             .flat_map(|j| j.spec.functions.iter().map(|f| f.function.clone()))
             .collect();
         functions.sort();
@@ -524,10 +575,15 @@ impl Supervisor {
                 }
             }
             Action::Stop { id, idle_for } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&id)) {
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let note = stopping::stop_note(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&id) {
                     tracing::info!(
-                        "{} {} stopped (idle {}s)",
-                        id.tag(name),
+                        pid = id.pid(),
+                        job = name,
+                        "{} stopped (idle {}s){note}",
                         id.noun(),
                         idle_for.as_secs()
                     );
@@ -535,12 +591,12 @@ impl Supervisor {
                 }
             }
             Action::StopAfterJob { id } => {
-                if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&id)) {
-                    tracing::info!(
-                        "{} {} will stop after its current job",
-                        id.tag(name),
-                        id.noun()
-                    );
+                let Some(job) = self.jobs.get_mut(name) else {
+                    return;
+                };
+                let what = stopping::busy_stop(&job.spec);
+                if let Some(proc) = job.procs.get_mut(&id) {
+                    tracing::info!(pid = id.pid(), job = name, "{what}");
                     proc.stop();
                 }
             }
@@ -564,7 +620,7 @@ impl Supervisor {
                 let why = format!("cannot start {}: {err}", spec.command[0]);
                 job.record_error(&why);
                 let delay = job.note_quick_failure();
-                tracing::error!("[{name}] {why}; next start in {}s", delay.as_secs());
+                tracing::error!(job = name, "{why}; next start in {}s", delay.as_secs());
                 return false;
             }
         };
@@ -587,7 +643,7 @@ impl Supervisor {
         }
         job.procs.insert(id, Proc::new(control_tx));
         self.owner.insert(id, name.to_string());
-        tracing::info!("{} Process started", id.tag(name));
+        tracing::info!(pid, job = name, "Process started");
         true
     }
 
@@ -613,7 +669,7 @@ impl Supervisor {
         };
         job.procs.insert(id, Proc::new(control_tx));
         self.owner.insert(id, name.to_string());
-        tracing::info!("{} Slot started", id.tag(name));
+        tracing::info!(job = name, "{} started", id.noun());
         true
     }
 
@@ -628,11 +684,21 @@ impl Supervisor {
         let _ = envelope.reply.send(answer);
     }
 
+    /// HUP and the console's `reload`: reopens the log file (logrotate may
+    /// have moved it), then reloads, telling systemd around it.
+    pub fn reload(&mut self) -> ReloadOutcome {
+        logging::reopen();
+        self.notify.reloading();
+        let outcome = self.reload_files();
+        self.notify.reloaded();
+        outcome
+    }
+
     /// Re-reads the config and worker files. Unchanged jobs keep their
     /// processes; changed ones get new processes (old ones stop after their
     /// current job); removed ones stop. A config that fails validation
     /// changes nothing.
-    pub fn reload(&mut self) -> ReloadOutcome {
+    fn reload_files(&mut self) -> ReloadOutcome {
         let loaded = match crate::config::load(&self.flags) {
             Ok(loaded) => loaded,
             Err(errors) => {
@@ -742,7 +808,8 @@ impl Pools for Supervisor {
                 job.max = max;
             }
             tracing::info!(
-                "[{name}] processes set to min {} max {} from the console",
+                job = name,
+                "processes set to min {} max {} from the console",
                 job.min,
                 job.max
             );
@@ -793,7 +860,7 @@ impl Pools for Supervisor {
     }
 
     fn shutdown(&mut self) {
-        tracing::info!("shutdown requested from the console");
+        self.log_shutdown("shutdown requested from the console");
         self.begin_shutdown();
     }
 
@@ -826,11 +893,13 @@ async fn poll_loop(
 
 async fn run_unknown_job_command(argv: Vec<String>, row: String) {
     use tokio::io::AsyncWriteExt;
-    let child = tokio::process::Command::new(&argv[0])
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    spawn::hide_service_manager(&mut command);
+    let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(err) => return tracing::error!("unknown_job_command {}: {err}", argv[0]),

@@ -1,7 +1,11 @@
 //! Reading what worker processes print besides the protocol: lines of at most
-//! 64 KiB (longer ones are cut), logged with the process's `(pid) [job]` tag.
+//! 64 KiB (longer ones are cut), logged with the process's `pid` and `job`.
+
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+
+use crate::config::JobSpec;
 
 const MAX_LINE: u64 = 64 * 1024;
 
@@ -23,6 +27,7 @@ pub async fn for_each_line(output: impl AsyncRead + Unpin, mut each: impl FnMut(
 }
 
 /// Logs a process's standard error line by line.
-pub async fn log_stderr(tag: String, stderr: impl AsyncRead + Unpin) {
-    for_each_line(stderr, |line| tracing::info!("{tag} STDERR: {line}")).await;
+pub async fn log_stderr(pid: u32, job: Arc<JobSpec>, stderr: impl AsyncRead + Unpin) {
+    let job = job.name.as_str();
+    for_each_line(stderr, |line| tracing::info!(pid, job, "STDERR: {line}")).await;
 }

@@ -2,7 +2,7 @@
 //! supervisor loop tracks them: limits, states, the console's
 //! lastrun/lasterror columns, and crash-loop backoff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use super::BACKOFF_MAX;
 use crate::command::{JobRow, ProcRow};
 use crate::config::JobSpec;
 use crate::gearman::status::StatusSnapshot;
+use crate::notify::Summary;
 use crate::policy::{ProcState, ProcView};
 
 pub struct Job {
@@ -32,6 +33,11 @@ pub struct Job {
     pub quiet_since: Instant,
     /// Dropped by a reload; listed until its processes are gone.
     pub removed: bool,
+    /// When its processes took jobs that the last status poll may still
+    /// count as waiting: deciding on that count alone would start a process
+    /// for a job already being served (costly for workers that are slow to
+    /// start, such as a perl loading Moose). Oldest first.
+    pub taken: VecDeque<Instant>,
 }
 
 impl Job {
@@ -48,6 +54,7 @@ impl Job {
             blocked_until: None,
             quiet_since: Instant::now(),
             removed: false,
+            taken: VecDeque::new(),
         }
     }
 
@@ -66,6 +73,34 @@ impl Job {
                 state: p.state,
             })
             .collect()
+    }
+
+    /// Jobs waiting for this job's functions, as far as the supervisor knows:
+    /// the last poll's count less what its processes took since it went out.
+    pub fn waiting(&self, status: &StatusSnapshot) -> u64 {
+        self.queue(status).0.saturating_sub(self.taken.len() as u64)
+    }
+
+    /// A process of this job took a job.
+    pub fn note_taken(&mut self, now: Instant) {
+        // Beyond this many, waiting is large enough for any decision anyway.
+        const KEEP: usize = 4096;
+        if self.taken.len() == KEEP {
+            self.taken.pop_front();
+        }
+        self.taken.push_back(now);
+    }
+
+    /// A poll sent at `requested_at` counts every job taken before it.
+    pub fn forget_taken_before(&mut self, requested_at: Option<Instant>) {
+        match requested_at {
+            Some(t) => {
+                while self.taken.front().is_some_and(|taken| *taken <= t) {
+                    self.taken.pop_front();
+                }
+            }
+            None => self.taken.clear(),
+        }
     }
 
     /// (waiting, running) summed over the job's functions.
@@ -108,6 +143,17 @@ impl Job {
                 proc.state = ProcState::Idle { since };
             }
         }
+    }
+
+    /// Start-up is over for this job: its `min_processes` are ready, or
+    /// starting them failed (spawn error, crash loop, no READY in time).
+    pub fn settled(&self) -> bool {
+        let ready = self
+            .procs
+            .values()
+            .filter(|p| matches!(p.state, ProcState::Idle { .. } | ProcState::Busy))
+            .count();
+        self.removed || ready >= self.min as usize || self.failures > 0
     }
 
     pub fn row(&self, name: &str) -> JobRow {
@@ -201,6 +247,37 @@ impl Proc {
     }
 }
 
+/// Every job is [`Job::settled`]: time for systemd's READY.
+pub fn all_settled(jobs: &BTreeMap<String, Job>) -> bool {
+    jobs.values().all(Job::settled)
+}
+
+/// The line systemd shows as the service's status.
+pub fn summary(jobs: &BTreeMap<String, Job>, status: &StatusSnapshot, servers: usize) -> Summary {
+    let now = Instant::now();
+    let mut summary = Summary {
+        servers_up: status.servers_answered,
+        servers,
+        ..Summary::default()
+    };
+    for job in jobs.values().filter(|j| !j.removed) {
+        summary.jobs += 1;
+        summary.waiting += job.queue(status).0;
+        if job.blocked_until.is_some_and(|t| t > now) {
+            summary.backing_off += 1;
+        }
+        for proc in job.procs.values() {
+            match proc.state {
+                ProcState::Starting => summary.starting += 1,
+                ProcState::Idle { .. } => summary.idle += 1,
+                ProcState::Busy => summary.busy += 1,
+                ProcState::Stopping => summary.stopping += 1,
+            }
+        }
+    }
+    summary
+}
+
 /// Resident memory of a process, from /proc.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -208,4 +285,132 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(4096) as u64 / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+    use crate::gearman::status::FunctionCounts;
+
+    fn job() -> Job {
+        Job::new(Arc::new(JobSpec {
+            max_processes: 2,
+            ..JobSpec::for_test("J::f", Protocol::Stdio)
+        }))
+    }
+
+    fn job_min(min: u32) -> Job {
+        Job::new(Arc::new(JobSpec {
+            min_processes: min,
+            max_processes: min.max(1),
+            ..JobSpec::for_test("A::b", Protocol::Stdio)
+        }))
+    }
+
+    fn snapshot(total: u64, requested_at: Instant) -> StatusSnapshot {
+        let mut s = StatusSnapshot {
+            requested_at: Some(requested_at),
+            servers_answered: 1,
+            ..Default::default()
+        };
+        s.functions.insert(
+            "J::f".into(),
+            FunctionCounts {
+                total,
+                running: 0,
+                workers: 1,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn jobs_taken_after_a_poll_went_out_no_longer_wait() {
+        let t0 = Instant::now();
+        let mut job = job();
+        let status = snapshot(2, t0);
+        job.note_taken(t0 + Duration::from_millis(5));
+        assert_eq!(job.waiting(&status), 1, "one of the two is being served");
+
+        // The next poll went out after that take: its count includes it.
+        let later = snapshot(1, t0 + Duration::from_millis(10));
+        job.note_taken(t0 + Duration::from_millis(20));
+        job.forget_taken_before(later.requested_at);
+        assert_eq!(job.taken.len(), 1, "the take after the poll still counts");
+        assert_eq!(job.waiting(&later), 0);
+    }
+
+    fn add(job: &mut Job, pid: u32, state: ProcState) {
+        let (control, _) = mpsc::unbounded_channel();
+        let mut proc = Proc::new(control);
+        proc.state = state;
+        job.procs
+            .insert(WorkerId::process(u64::from(pid), pid), proc);
+    }
+
+    #[test]
+    fn settled_once_min_processes_are_ready_or_starting_failed() {
+        assert!(job_min(0).settled());
+        let mut two = job_min(2);
+        add(&mut two, 1, ProcState::Starting);
+        add(&mut two, 2, ProcState::Busy);
+        assert!(!two.settled(), "one still starting");
+        add(&mut two, 3, ProcState::Stopping);
+        assert!(!two.settled(), "a stopping process does not count");
+        two.procs.get_mut(&WorkerId::process(1, 1)).unwrap().state = ProcState::Idle {
+            since: Instant::now(),
+        };
+        assert!(two.settled());
+
+        let mut failing = job_min(1);
+        assert!(!failing.settled());
+        failing.note_quick_failure();
+        assert!(failing.settled(), "a crash loop does not hold start-up");
+    }
+
+    #[test]
+    fn summary_counts_states_waiting_and_servers() {
+        let mut jobs = BTreeMap::new();
+        let mut a = job_min(1);
+        add(&mut a, 1, ProcState::Busy);
+        add(
+            &mut a,
+            2,
+            ProcState::Idle {
+                since: Instant::now(),
+            },
+        );
+        add(&mut a, 3, ProcState::Starting);
+        a.note_quick_failure();
+        jobs.insert("A::b".to_string(), a);
+        let mut status = StatusSnapshot::default();
+        status.functions.insert(
+            "A::b".into(),
+            FunctionCounts {
+                total: 5,
+                running: 1,
+                workers: 2,
+            },
+        );
+        status.servers_answered = 1;
+        let s = summary(&jobs, &status, 2);
+        assert_eq!(
+            s,
+            Summary {
+                jobs: 1,
+                starting: 1,
+                idle: 1,
+                busy: 1,
+                stopping: 0,
+                waiting: 4,
+                backing_off: 1,
+                servers_up: 1,
+                servers: 2,
+            }
+        );
+        assert!(all_settled(&jobs), "backing off counts as failed to start");
+        jobs.insert("C::d".to_string(), job_min(1));
+        assert!(!all_settled(&jobs), "C::d has no process yet");
+    }
 }

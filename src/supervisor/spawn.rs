@@ -7,6 +7,7 @@
 
 use std::process::Stdio;
 
+use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 
 use crate::config::isolation::{Identity, Isolation};
@@ -53,10 +54,19 @@ fn exec_timeouts(job: &JobSpec) -> String {
 
 pub const EXEC_TIMEOUTS_ENV: &str = "GEARMAN_DRIVER_EXEC_TIMEOUTS";
 
+/// Leaves systemd's notification variables out of a child's environment
+/// (a worker file's `env` may still set them on purpose).
+pub fn hide_service_manager(cmd: &mut Command) {
+    for var in crate::notify::SERVICE_MANAGER_ENV {
+        cmd.env_remove(var);
+    }
+}
+
 /// Spawns one process of `job` with piped stdio.
 pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
     let argv = effective_argv(job)?;
     let mut cmd = Command::new(&argv[0]);
+    hide_service_manager(&mut cmd);
     cmd.args(&argv[1..])
         .current_dir(&job.dir)
         .envs(&job.env)
@@ -138,10 +148,23 @@ fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
 }
 
 /// Sends `signal` to a process's whole group (it leads one, see [`spawn`]).
-pub fn signal_group(pid: u32, signal: nix::sys::signal::Signal) {
+pub fn signal_group(pid: u32, signal: Signal) {
     let pgid = nix::unistd::Pid::from_raw(-(pid as i32));
     if nix::sys::signal::kill(pgid, signal).is_err() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+    }
+}
+
+/// The log line of a process we asked to stop with `stop_signal`: dying of
+/// that signal is its normal way out, so it reads as such, not as a kill.
+pub fn describe_stop(status: &std::process::ExitStatus, stop_signal: Signal) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("Exited with status {code}"),
+        (None, Some(sig)) if sig == stop_signal as i32 => {
+            format!("Exited on its stop_signal ({})", stop_signal.as_str())
+        }
+        _ => describe_exit(status),
     }
 }
 
@@ -151,7 +174,7 @@ pub fn describe_exit(status: &std::process::ExitStatus) -> String {
     if let Some(code) = status.code() {
         format!("exited with status {code}")
     } else if let Some(sig) = status.signal() {
-        let name = nix::sys::signal::Signal::try_from(sig)
+        let name = Signal::try_from(sig)
             .map(|s| s.as_str().to_string())
             .unwrap_or_else(|_| sig.to_string());
         format!("killed by signal {name}")

@@ -33,7 +33,7 @@ use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 /// Jobs up to this size (header and workload) are written to the worker in
 /// one go; it is the Linux pipe's default capacity.
 const INLINE_WRITE_MAX: usize = 64 * 1024;
-/// How long a process gets between SIGTERM and SIGKILL.
+/// How long a process gets between its stop signal (or SIGTERM) and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Extra time the supervisor allows an exec slot beyond the job's timeout,
 /// so that the slot fails the job itself and survives.
@@ -77,7 +77,6 @@ enum Wake {
 }
 
 struct StdioProcess {
-    tag: String,
     setup: ProcessSetup,
     child: Child,
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
@@ -100,16 +99,18 @@ struct StdioProcess {
 
 /// Runs the process until it has exited and been reaped.
 pub async fn run(setup: ProcessSetup, mut child: Child) {
-    let tag = setup.id.tag(&setup.job.name);
     let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(tag.clone(), stderr));
+        tokio::spawn(super::output::log_stderr(
+            setup.pid,
+            setup.job.clone(),
+            stderr,
+        ));
     }
-    let grab = new_grab_loop(&tag, &setup);
+    let grab = new_grab_loop(&setup);
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
-        tag,
         child,
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
@@ -131,7 +132,7 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
 }
 
 /// The member's grab loop, for the functions of its job.
-pub fn new_grab_loop(tag: &str, setup: &ProcessSetup) -> GrabLoop {
+pub fn new_grab_loop(setup: &ProcessSetup) -> GrabLoop {
     let functions: Vec<Bytes> = setup
         .job
         .functions
@@ -140,10 +141,19 @@ pub fn new_grab_loop(tag: &str, setup: &ProcessSetup) -> GrabLoop {
         .collect();
     // Jitter by pid (by sequence number for a slot).
     let jitter_seed = setup.id.pid().unwrap_or(setup.id.seq() as u32);
-    GrabLoop::new(tag.to_string(), &setup.servers, functions, jitter_seed)
+    let who = grab::Member {
+        pid: setup.id.pid(),
+        job: setup.job.name.clone(),
+    };
+    GrabLoop::new(who, &setup.servers, functions, jitter_seed)
 }
 
 impl StdioProcess {
+    /// The `job` field of this process's log lines.
+    fn job(&self) -> &str {
+        &self.setup.job.name
+    }
+
     async fn run(&mut self) {
         loop {
             if let Some(frame) = self.early_frames.pop_front() {
@@ -296,7 +306,7 @@ impl StdioProcess {
     }
 
     async fn became_ready(&mut self) {
-        tracing::debug!("{} ready", self.tag);
+        tracing::debug!(pid = self.setup.pid, job = self.job(), "ready");
         self.send_event(Event::Ready { id: self.setup.id });
         self.phase = Phase::Idle;
         self.grab.start().await;
@@ -351,7 +361,11 @@ impl StdioProcess {
 
     fn retire(&mut self, reason: String) {
         if self.retire_reason.is_none() && !self.stop_requested {
-            tracing::info!("{} Recycling: {reason}", self.tag);
+            tracing::info!(
+                pid = self.setup.pid,
+                job = self.job(),
+                "Recycling: {reason}"
+            );
             self.send_event(Event::Retiring {
                 id: self.setup.id,
                 reason: reason.clone(),
@@ -380,10 +394,11 @@ impl StdioProcess {
         }
         self.grab.close();
         self.stdin = None;
-        self.cause.get_or_insert(ExitCause::Requested);
+        let signal = self.setup.job.stop_signal;
+        self.cause.get_or_insert(ExitCause::Stopped { signal });
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
-            next: Some(Signal::SIGTERM),
+            next: Some(signal),
         };
     }
 
@@ -400,8 +415,9 @@ impl StdioProcess {
 
     fn protocol_error(&mut self, message: String) {
         tracing::error!(
-            "{} Protocol error: {message}; killing the process",
-            self.tag
+            pid = self.setup.pid,
+            job = self.job(),
+            "Protocol error: {message}; killing the process"
         );
         self.kill_now(ExitCause::Unexpected(format!("protocol error: {message}")));
     }
@@ -411,7 +427,11 @@ impl StdioProcess {
         match &self.phase {
             Phase::Starting { deadline } if now >= *deadline => {
                 let secs = self.setup.job.start_timeout.as_secs();
-                tracing::error!("{} No READY within {secs}s; killing the process", self.tag);
+                tracing::error!(
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "No READY within {secs}s; killing the process"
+                );
                 signal_group(self.setup.pid, Signal::SIGKILL);
                 self.cause = Some(ExitCause::StartFailed(format!("no READY within {secs}s")));
                 self.phase = Phase::Draining {
@@ -427,9 +447,10 @@ impl StdioProcess {
                 }
                 if self.shutdown_deadline.is_some_and(|d| now >= d) {
                     tracing::warn!(
-                        "{} Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
-                        self.tag,
-                        self.setup.shutdown_timeout.as_secs_f64()
+            pid = self.setup.pid,
+            job = self.job(),
+            "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
+            self.setup.shutdown_timeout.as_secs_f64()
                     );
                     self.kill_now(ExitCause::Requested);
                 }
@@ -440,12 +461,13 @@ impl StdioProcess {
             } if now >= *signal_at => {
                 let sig = *sig;
                 tracing::warn!(
-                    "{} did not exit in time; sending {}",
-                    self.tag,
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "did not exit in time; sending {}",
                     sig.as_str()
                 );
                 signal_group(self.setup.pid, sig);
-                let next = (sig == Signal::SIGTERM).then_some(Signal::SIGKILL);
+                let next = (sig != Signal::SIGKILL).then_some(Signal::SIGKILL);
                 self.phase = Phase::Draining {
                     signal_at: now + KILL_GRACE,
                     next,
@@ -462,7 +484,11 @@ impl StdioProcess {
 
     async fn time_out(&mut self, limit: Duration) {
         let message = format!("timeout after {}s", limit.as_secs());
-        tracing::warn!("{} Job {message}; killing the process", self.tag);
+        tracing::warn!(
+            pid = self.setup.pid,
+            job = self.job(),
+            "Job {message}; killing the process"
+        );
         self.grab.fail(message.as_bytes(), Then::Stop).await;
         self.send_event(Event::JobEnded {
             id: self.setup.id,
@@ -476,8 +502,9 @@ impl StdioProcess {
             return status.ok();
         }
         tracing::warn!(
-            "{} closed its stdout but kept running; killing it",
-            self.tag
+            pid = self.setup.pid,
+            job = self.job(),
+            "closed its stdout but kept running; killing it"
         );
         signal_group(self.setup.pid, Signal::SIGKILL);
         self.child.wait().await.ok()
@@ -498,8 +525,9 @@ impl StdioProcess {
             }
             (None, Phase::Busy(_)) => {
                 tracing::warn!(
-                    "{} died with a job in flight; gearmand will retry it",
-                    self.tag
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "died with a job in flight; gearmand will retry it"
                 );
                 ExitCause::Unexpected(format!("{described} while running a job"))
             }

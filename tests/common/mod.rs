@@ -110,24 +110,18 @@ impl Gearmand {
 
     /// gearmand's admin `status`: (function, total, running, workers).
     pub fn status(&self) -> Vec<(String, u64, u64, u64)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"status\r\n").unwrap();
-        let mut rows = Vec::new();
-        for line in BufReader::new(s).lines() {
-            let line = line.unwrap();
-            if line == "." {
-                break;
-            }
-            let f: Vec<&str> = line.split('\t').collect();
-            rows.push((
-                f[0].to_string(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-                f[3].parse().unwrap(),
-            ));
-        }
-        rows
+        self.admin("status")
+            .iter()
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                (
+                    f[0].to_string(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// One admin text command (`prioritystatus`, `show unique jobs`, ...):
@@ -248,10 +242,21 @@ impl Driver {
         namespaces: &str,
         extra: &[&str],
     ) -> Driver {
+        Self::start_with_env(lib, servers, namespaces, extra, &[])
+    }
+
+    /// As [`Driver::start_with_servers`], with these environment variables.
+    pub fn start_with_env(
+        lib: &Lib,
+        servers: &str,
+        namespaces: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Driver {
         // A port found free may be bound by another test first; then this
         // driver exits with "cannot listen" and another port is tried.
         for _ in 0..5 {
-            if let Some(driver) = Self::try_start(lib, servers, namespaces, extra) {
+            if let Some(driver) = Self::try_start(lib, servers, namespaces, extra, env) {
                 return driver;
             }
         }
@@ -263,23 +268,29 @@ impl Driver {
     pub fn start_with_config(config: &Path) -> Driver {
         for _ in 0..5 {
             let args = vec!["--config".into(), config.as_os_str().to_owned()];
-            if let Some(driver) = Self::try_start_args(args) {
+            if let Some(driver) = Self::try_start_args(args, &[]) {
                 return driver;
             }
         }
         panic!("gearman-driver could not get a console port of its own");
     }
 
-    fn try_start(lib: &Lib, servers: &str, namespaces: &str, extra: &[&str]) -> Option<Driver> {
+    fn try_start(
+        lib: &Lib,
+        servers: &str,
+        namespaces: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Driver> {
         let mut args: Vec<std::ffi::OsString> = vec!["--lib".into(), lib.path().into()];
         for a in ["--namespaces", namespaces, "--server", servers] {
             args.push(a.into());
         }
         args.extend(extra.iter().map(|a| a.into()));
-        Self::try_start_args(args)
+        Self::try_start_args(args, env)
     }
 
-    fn try_start_args(args: Vec<std::ffi::OsString>) -> Option<Driver> {
+    fn try_start_args(args: Vec<std::ffi::OsString>, env: &[(&str, &str)]) -> Option<Driver> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("driver.log");
         let console_port = free_port();
@@ -293,6 +304,7 @@ impl Driver {
             .arg("--logfile")
             .arg(&log)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
