@@ -179,6 +179,9 @@ const METHOD: &str = "
   between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
   (part of this crate), a worker that speaks Gearman itself; the C CLI row is
   `gearman -w -f reverse -- rev`, one `rev` per job, like the exec protocol.
+  The http row runs 4 slots (`--http-slots`) of an `http` job POSTing to
+  `http-reverse-endpoint` (part of this crate: one thread, keep-alive,
+  `TCP_NODELAY`), which answers driveshaft's JSON with the workload reversed.
 - **Scale-up**: interval 5 s, max_idle_time 1 s, a job with min 0 and max 8
   served by a Python stdio worker that sleeps 0.2 s per job; 200 background
   jobs are queued in one pipelined write. Times count from just before that

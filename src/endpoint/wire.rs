@@ -12,7 +12,8 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use crate::config::RequestFormat;
 
@@ -52,27 +53,38 @@ pub fn encode(job: &JobFields, format: RequestFormat) -> Body {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// driveshaft's request object; borrowed, as it is made once per job.
+#[derive(Serialize)]
+struct JsonJob<'a> {
+    function_name: Cow<'a, str>,
+    job_handle: Cow<'a, str>,
+    unique: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload_base64: Option<String>,
 }
 
 fn encode_json(job: &JobFields) -> Body {
-    let mut object = serde_json::Map::new();
-    object.insert("function_name".into(), text(job.function_name).into());
-    object.insert("job_handle".into(), text(job.job_handle).into());
-    object.insert("unique".into(), text(job.unique).into());
-    match std::str::from_utf8(job.workload) {
-        Ok(workload) => object.insert("workload".into(), workload.into()),
-        Err(_) => object.insert(
-            "workload_base64".into(),
-            base64::engine::general_purpose::STANDARD
-                .encode(job.workload)
-                .into(),
+    let (workload, workload_base64) = match std::str::from_utf8(job.workload) {
+        Ok(text) => (Some(text), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(job.workload)),
         ),
+    };
+    let object = JsonJob {
+        function_name: String::from_utf8_lossy(job.function_name),
+        job_handle: String::from_utf8_lossy(job.job_handle),
+        unique: String::from_utf8_lossy(job.unique),
+        workload,
+        workload_base64,
     };
     Body {
         content_type: "application/json".into(),
-        bytes: serde_json::Value::Object(object).to_string().into(),
+        bytes: serde_json::to_vec(&object)
+            .expect("strings always serialize")
+            .into(),
     }
 }
 

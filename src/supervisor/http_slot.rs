@@ -10,7 +10,6 @@
 //! `timeout` fails (the request is abandoned, its connection closed) and the
 //! slot goes on.
 
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -24,7 +23,7 @@ use crate::config::HttpEndpoint;
 use crate::endpoint::{wire, EndpointClient, Outcome, Unreachable};
 use crate::gearman::grab::{self, Assignment, GrabLoop, Then};
 
-type Request = Pin<Box<BoxFuture<'static, Result<Outcome, Unreachable>>>>;
+type Request = BoxFuture<'static, Result<Outcome, Unreachable>>;
 
 struct InFlight {
     request: Request,
@@ -172,7 +171,7 @@ impl Slot {
         let endpoint = self.endpoint.clone();
         let request = async move { client.post(&endpoint, body).await }.boxed();
         self.job = Some(InFlight {
-            request: Box::pin(request),
+            request,
             deadline: timeout.map(|t| (Instant::now() + t, t)),
         });
         self.send_event(Event::Busy { id: self.setup.id });

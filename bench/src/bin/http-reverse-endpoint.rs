@@ -7,6 +7,7 @@
 //!
 //!     http-reverse-endpoint
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 
 use anyhow::Result;
@@ -16,6 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
@@ -38,20 +40,33 @@ async fn reverse(req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         Ok(b) => b.to_bytes(),
         Err(_) => return status(400),
     };
-    let Ok(job) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    let Ok(job) = serde_json::from_slice::<Job>(&body) else {
         return status(400);
     };
-    let reversed: String = job["workload"]
-        .as_str()
-        .unwrap_or_default()
-        .chars()
-        .rev()
-        .collect();
-    let answer = serde_json::json!({"gearman_ret": 0, "response_string": reversed});
+    let reversed: String = job.workload.chars().rev().collect();
+    let answer = Answer {
+        gearman_ret: 0,
+        response_string: &reversed,
+    };
     Response::builder()
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(answer.to_string())))
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(&answer).expect("strings always serialize"),
+        )))
         .expect("a valid response")
+}
+
+/// The part of driveshaft's request this endpoint needs.
+#[derive(Deserialize)]
+struct Job<'a> {
+    #[serde(borrow)]
+    workload: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    gearman_ret: u32,
+    response_string: &'a str,
 }
 
 fn status(code: u16) -> Response<Full<Bytes>> {
