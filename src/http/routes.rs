@@ -207,6 +207,7 @@ async fn set_processes(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Access before the body: without it, a body's faults are no one's business.
     if let Err(refusal) = shared.context.access.check(&headers) {
         return refusal.into_response();
     }

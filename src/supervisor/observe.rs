@@ -218,11 +218,14 @@ fn has_series(job: &Job) -> bool {
 
 fn process_view(pid: u32, job: &str, proc: &Proc, now: Instant) -> ProcessView {
     let current = proc.current.as_ref();
-    // Sampled while the HTTP listener is on; read now otherwise (`ps`).
-    let rss = match proc.usage.last {
-        Some(usage) => Some(usage.rss_bytes),
-        None => pools::rss_kib(pid).map(|kib| kib * 1024),
-    };
+    // Sampled while the HTTP listener is on; read now otherwise (`ps`), or
+    // when the reading caught the process in its exec (no memory mapped yet).
+    let rss = proc
+        .usage
+        .last
+        .map(|usage| usage.rss_bytes)
+        .filter(|bytes| *bytes > 0)
+        .or_else(|| pools::rss_kib(pid).map(|kib| kib * 1024));
     ProcessView {
         pid,
         job: job.to_string(),
