@@ -24,6 +24,7 @@ mod perl;
 mod procs;
 mod report;
 mod scaleup;
+mod scraper;
 mod svg;
 mod throughput;
 

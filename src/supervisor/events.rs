@@ -1,16 +1,31 @@
-//! Messages between the supervisor and its per-process tasks.
+//! Messages between the supervisor and its per-process tasks. The events
+//! carry what the supervisor's views need beyond the process's state: the
+//! function and duration of each job, how it ended, and why a process
+//! ended, so that metrics and `/api/status` are derived from them (see
+//! [`crate::metrics`]) rather than counted in a second place.
 
 use std::process::ExitStatus;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::sampling::Usage;
 
 /// From a process task to the supervisor.
 #[derive(Debug)]
 pub enum Event {
     /// Printed READY and registered its functions: takes jobs now.
     Ready { pid: u32 },
-    /// Took a job.
-    Busy { pid: u32 },
+    /// Took a job for `function` (the registered name).
+    Busy { pid: u32, function: Bytes },
     /// Finished a job and is idle again (unless it is retiring).
-    JobEnded { pid: u32, outcome: JobOutcome },
+    JobEnded {
+        pid: u32,
+        function: Bytes,
+        outcome: JobOutcome,
+        /// From handing the job to the process to its answer.
+        duration: Duration,
+    },
     /// Will exit after this job: recycling (max_jobs, max_lifetime, max_rss).
     Retiring { pid: u32, reason: String },
     /// A `gearman`-protocol process reported a console column on stdout.
@@ -20,6 +35,12 @@ pub enum Event {
         pid: u32,
         status: Option<ExitStatus>,
         cause: ExitCause,
+        /// The function of a job that was in flight and went back to
+        /// gearmand because the process ended without answering it.
+        requeued: Option<Bytes>,
+        /// Its last CPU and memory reading, taken after it exited and
+        /// before it was reaped (none where that was not possible).
+        usage: Option<Usage>,
     },
 }
 
@@ -27,7 +48,7 @@ impl Event {
     pub fn pid(&self) -> u32 {
         match self {
             Event::Ready { pid }
-            | Event::Busy { pid }
+            | Event::Busy { pid, .. }
             | Event::JobEnded { pid, .. }
             | Event::Retiring { pid, .. }
             | Event::Report { pid, .. }
@@ -40,6 +61,11 @@ impl Event {
 pub enum JobOutcome {
     Done,
     Failed(String),
+    /// Ran over its `timeout`; failed with this message.
+    TimedOut(String),
+    /// Answered, but the connection it came from had broken meanwhile, so
+    /// gearmand hands the job to another worker.
+    Requeued,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,17 +78,31 @@ pub enum Report {
 /// Why a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitCause {
-    /// We asked it to stop (scale-down, recycling, shutdown, reload): by
-    /// closing its stdin, or with `signal`, its job's `stop_signal`. Dying of
-    /// that signal is how such a process stops, not a crash.
-    Stopped { signal: nix::sys::signal::Signal },
-    /// We ended it (a job's timeout, a job still running at the end of the
-    /// shutdown).
-    Requested,
-    /// It exited or died on its own, or broke the protocol.
+    /// We asked it to stop, for this reason: by closing its stdin, or with
+    /// its job's `stop_signal`. Dying of that signal is how such a process
+    /// stops, not a crash (except for a `Timeout`: that is a kill).
+    Requested(StopReason),
+    /// It exited or died on its own.
     Unexpected(String),
+    /// It broke the stdio protocol and was killed.
+    ProtocolError(String),
     /// It never became ready.
     StartFailed(String),
+}
+
+/// Why the supervisor stopped a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Scale-down: idle surplus, or above a lowered max_processes.
+    Idle,
+    MaxJobs,
+    MaxLifetime,
+    MaxRss,
+    /// Its job ran over `timeout`.
+    Timeout,
+    /// Its job changed or went away on reload.
+    Reload,
+    Shutdown,
 }
 
 /// From the supervisor to a process task.
@@ -70,10 +110,20 @@ pub enum ExitCause {
 pub enum Control {
     /// Stop once idle: close its connections and stdin, then escalate to
     /// SIGTERM and SIGKILL if it does not exit.
-    Stop,
-    /// Recycle after the current job, for this reason (e.g. max_rss).
-    Retire(String),
+    Stop(StopReason),
+    /// Recycle after the current job, for this reason (e.g. max_rss); the
+    /// text is logged.
+    Retire(StopReason, String),
     /// The supervisor is shutting down: as `Stop`, but a job still running
     /// `shutdown_timeout` from now is cut short and goes back to gearmand.
     Shutdown,
+}
+
+impl Control {
+    pub fn reason(&self) -> StopReason {
+        match self {
+            Control::Stop(reason) | Control::Retire(reason, _) => *reason,
+            Control::Shutdown => StopReason::Shutdown,
+        }
+    }
 }

@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::codec::FramedRead;
 
-use super::events::{Control, Event, ExitCause, JobOutcome};
+use super::events::{Control, Event, ExitCause, JobOutcome, StopReason};
+use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use crate::config::{JobSpec, Protocol};
 use crate::gearman::{self, arg, GearmanError, Link, Packet, PacketType};
@@ -75,6 +76,8 @@ enum Phase {
 struct InFlight {
     server: usize,
     handle: Bytes,
+    function: Bytes,
+    started: Instant,
     /// False once that server's connection broke: the answer has nowhere to go.
     deliverable: bool,
     deadline: Option<(Instant, Duration)>,
@@ -104,6 +107,7 @@ enum Wake {
 struct StdioProcess {
     setup: ProcessSetup,
     child: Child,
+    exit: ExitWatch,
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
     /// The worker's stdin; dropping it is how a stdio process is asked to exit.
     stdin: Option<BufWriter<ChildStdin>>,
@@ -122,7 +126,11 @@ struct StdioProcess {
     /// When a job still running at shutdown is cut short.
     shutdown_deadline: Option<Instant>,
     retire_reason: Option<String>,
+    /// Why we asked it to stop (the first request counts).
+    stop_reason: Option<StopReason>,
     cause: Option<ExitCause>,
+    /// The function of a job cut short by a kill, which gearmand re-queues.
+    requeued: Option<Bytes>,
 }
 
 /// Runs the process until it has exited and been reaped.
@@ -150,6 +158,7 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     let (connects_tx, connects_rx) = mpsc::unbounded_channel();
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
+        exit: ExitWatch::new(setup.pid),
         child,
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
@@ -167,7 +176,9 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         finished: false,
         shutdown_deadline: None,
         retire_reason: None,
+        stop_reason: None,
         cause: None,
+        requeued: None,
         setup,
     };
     process.run().await;
@@ -207,7 +218,7 @@ impl StdioProcess {
                 frame = self.frames.next() => Wake::Frame(frame),
                 (i, p) = next_packet(&mut self.servers) => Wake::Packet(i, p),
                 c = self.setup.control.recv() => Wake::Control(c),
-                s = self.child.wait() => Wake::Exited(s),
+                s = self.exit.wait(&mut self.child) => Wake::Exited(s),
                 Some(c) = self.connects_rx.recv() => Wake::Connected(c),
                 _ = sleep_until(deadline.into()) => Wake::Timer,
             };
@@ -229,13 +240,14 @@ impl StdioProcess {
                         self.grab_or_sleep(self.next_server, 0).await;
                     }
                 }
-                Wake::Control(Some(Control::Stop)) => self.request_stop(None),
-                Wake::Control(Some(Control::Retire(reason))) => self.request_stop(Some(reason)),
-                Wake::Control(Some(Control::Shutdown)) => {
-                    self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
-                    self.request_stop(None);
+                Wake::Control(Some(Control::Stop(reason))) => self.request_stop(reason, None),
+                Wake::Control(Some(Control::Retire(reason, text))) => {
+                    self.request_stop(reason, Some(text))
                 }
-                Wake::Control(None) => self.request_stop(None),
+                Wake::Control(Some(Control::Shutdown)) | Wake::Control(None) => {
+                    self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
+                    self.request_stop(StopReason::Shutdown, None);
+                }
                 Wake::Exited(status) => {
                     let status = status.ok();
                     // Answers the worker wrote just before exiting still count.
@@ -349,7 +361,15 @@ impl StdioProcess {
             (Phase::Busy(_), WorkerFrame::Fail(message)) => {
                 self.fail_in_flight(&message).await;
                 let text = String::from_utf8_lossy(&message).into_owned();
-                self.job_ended(JobOutcome::Failed(text), None).await;
+                // An exec slot times its commands out itself.
+                let outcome = if self.setup.job.protocol == Protocol::Exec
+                    && crate::exec_slot::is_timeout_message(&text)
+                {
+                    JobOutcome::TimedOut(text)
+                } else {
+                    JobOutcome::Failed(text)
+                };
+                self.job_ended(outcome, None).await;
             }
             (Phase::Draining { .. }, _) => {}
             (_, frame) => {
@@ -546,11 +566,14 @@ impl StdioProcess {
         self.phase = Phase::Busy(InFlight {
             server,
             handle,
+            function: function.clone(),
+            started: Instant::now(),
             deliverable: true,
             deadline: timeout,
         });
         self.send_event(Event::Busy {
             pid: self.setup.pid,
+            function,
         });
         self.write_job(header, workload).await;
     }
@@ -611,18 +634,17 @@ impl StdioProcess {
     /// next GRAB_JOB, or at once if the process is about to stop.
     async fn job_ended(&mut self, outcome: JobOutcome, unflushed: Option<usize>) {
         self.jobs_done += 1;
-        self.send_event(Event::JobEnded {
-            pid: self.setup.pid,
-            outcome,
-        });
+        self.send_job_ended(outcome);
         let job = &self.setup.job;
         if job.max_jobs > 0 && self.jobs_done >= job.max_jobs {
-            self.retire(format!("max_jobs {} reached", job.max_jobs));
+            let text = format!("max_jobs {} reached", job.max_jobs);
+            self.retire(StopReason::MaxJobs, text);
         } else if self.lifetime_end().is_some_and(|end| Instant::now() >= end) {
-            self.retire(format!(
+            let text = format!(
                 "max_lifetime {}s reached",
                 job.max_lifetime.unwrap_or_default().as_secs()
-            ));
+            );
+            self.retire(StopReason::MaxLifetime, text);
         }
         self.phase = Phase::Sleeping;
         let stopping = self.stop_requested || self.retire_reason.is_some();
@@ -635,8 +657,30 @@ impl StdioProcess {
         }
     }
 
-    fn retire(&mut self, reason: String) {
+    /// The job in flight has an answer (or timed out): tell the supervisor
+    /// which, with its function and how long it took. An answer that can no
+    /// longer reach gearmand leaves the job to be handed out again.
+    fn send_job_ended(&mut self, outcome: JobOutcome) {
+        let Phase::Busy(job) = &self.phase else {
+            return;
+        };
+        let outcome = if job.deliverable {
+            outcome
+        } else {
+            JobOutcome::Requeued
+        };
+        let event = Event::JobEnded {
+            pid: self.setup.pid,
+            function: job.function.clone(),
+            outcome,
+            duration: job.started.elapsed(),
+        };
+        self.send_event(event);
+    }
+
+    fn retire(&mut self, why: StopReason, reason: String) {
         if self.retire_reason.is_none() && !self.stop_requested {
+            self.stop_reason.get_or_insert(why);
             tracing::info!(
                 pid = self.setup.pid,
                 job = self.job(),
@@ -650,10 +694,13 @@ impl StdioProcess {
         }
     }
 
-    fn request_stop(&mut self, retire: Option<String>) {
+    fn request_stop(&mut self, why: StopReason, retire: Option<String>) {
         match retire {
-            Some(reason) => self.retire(reason),
-            None => self.stop_requested = true,
+            Some(reason) => self.retire(why, reason),
+            None => {
+                self.stop_reason.get_or_insert(why);
+                self.stop_requested = true;
+            }
         }
         match self.phase {
             Phase::Busy(_) | Phase::Draining { .. } => {}
@@ -673,15 +720,16 @@ impl StdioProcess {
             s.reconnect_at = None;
         }
         self.stdin = None;
-        let signal = self.setup.job.stop_signal;
-        self.cause.get_or_insert(ExitCause::Stopped { signal });
+        let why = self.stop_reason.unwrap_or(StopReason::Shutdown);
+        self.cause.get_or_insert(ExitCause::Requested(why));
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
-            next: Some(signal),
+            next: Some(self.setup.job.stop_signal),
         };
     }
 
     fn kill_now(&mut self, cause: ExitCause) {
+        self.note_requeued();
         for s in &mut self.servers {
             s.link = None;
             s.reconnect_at = None;
@@ -701,7 +749,9 @@ impl StdioProcess {
             job = self.job(),
             "Protocol error: {message}; killing the process"
         );
-        self.kill_now(ExitCause::Unexpected(format!("protocol error: {message}")));
+        self.kill_now(ExitCause::ProtocolError(format!(
+            "protocol error: {message}"
+        )));
     }
 
     fn server_lost(&mut self, i: usize) {
@@ -748,7 +798,7 @@ impl StdioProcess {
                         pid = self.setup.pid, job = self.job(), "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
                         self.setup.shutdown_timeout.as_secs_f64()
                     );
-                    return self.kill_now(ExitCause::Requested);
+                    return self.kill_now(ExitCause::Requested(StopReason::Shutdown));
                 }
             }
             Phase::Draining {
@@ -774,7 +824,10 @@ impl StdioProcess {
                 if self.lifetime_end().is_some_and(|end| now >= end) =>
             {
                 let secs = self.setup.job.max_lifetime.unwrap_or_default().as_secs();
-                self.retire(format!("max_lifetime {secs}s reached"));
+                self.retire(
+                    StopReason::MaxLifetime,
+                    format!("max_lifetime {secs}s reached"),
+                );
                 return self.begin_stop();
             }
             _ => {}
@@ -799,15 +852,15 @@ impl StdioProcess {
             "Job {message}; killing the process"
         );
         self.fail_in_flight(message.as_bytes()).await;
-        self.send_event(Event::JobEnded {
-            pid: self.setup.pid,
-            outcome: JobOutcome::Failed(message),
-        });
-        self.kill_now(ExitCause::Requested);
+        self.send_job_ended(JobOutcome::TimedOut(message));
+        // Answered: nothing in flight goes back to gearmand.
+        self.phase = Phase::Sleeping;
+        self.kill_now(ExitCause::Requested(StopReason::Timeout));
     }
 
     async fn reap_after_stdout_closed(&mut self) -> Option<std::process::ExitStatus> {
-        if let Ok(status) = tokio::time::timeout(KILL_GRACE, self.child.wait()).await {
+        let exited = self.exit.wait(&mut self.child);
+        if let Ok(status) = tokio::time::timeout(KILL_GRACE, exited).await {
             return status.ok();
         }
         tracing::warn!(
@@ -816,11 +869,20 @@ impl StdioProcess {
             "closed its stdout but kept running; killing it"
         );
         signal_group(self.setup.pid, Signal::SIGKILL);
-        self.child.wait().await.ok()
+        self.exit.wait(&mut self.child).await.ok()
+    }
+
+    /// A job in flight when the process is killed or dies goes back to
+    /// gearmand: its connection is dropped without an answer.
+    fn note_requeued(&mut self) {
+        if let Phase::Busy(job) = &self.phase {
+            self.requeued.get_or_insert(job.function.clone());
+        }
     }
 
     fn exited(&mut self, status: Option<std::process::ExitStatus>) {
         self.finished = true;
+        self.note_requeued();
         // Dropping the connections hands an unanswered job back to gearmand.
         for s in &mut self.servers {
             s.link = None;
@@ -846,11 +908,14 @@ impl StdioProcess {
         };
         // Stop the escalation timer of a process already gone.
         signal_group_if_alive(self.setup.pid);
-        self.send_event(Event::Exited {
+        let event = Event::Exited {
             pid: self.setup.pid,
             status,
             cause,
-        });
+            requeued: self.requeued.take(),
+            usage: self.exit.take_usage(),
+        };
+        self.send_event(event);
     }
 }
 
