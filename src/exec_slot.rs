@@ -51,6 +51,22 @@ fn forward_termination_to_the_command() {
     }
 }
 
+/// The failure message of a command that ran over its timeout; the
+/// supervisor counts a job failed with it as timed out.
+pub fn timeout_message(limit: Duration) -> String {
+    format!("{TIMEOUT_PREFIX}{}s", limit.as_secs())
+}
+
+const TIMEOUT_PREFIX: &str = "timeout after ";
+
+/// Whether a failure message is [`timeout_message`]'s.
+pub fn is_timeout_message(message: &str) -> bool {
+    message
+        .strip_prefix(TIMEOUT_PREFIX)
+        .and_then(|rest| rest.strip_suffix('s'))
+        .is_some_and(|secs| !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// How one run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RunResult {
@@ -195,7 +211,7 @@ pub async fn run_once(
     match outcome {
         Err(_) => {
             kill_group(pid);
-            RunResult::Fail(format!("timeout after {}s", limit.as_secs()))
+            RunResult::Fail(timeout_message(limit))
         }
         Ok((_, out, err, status)) => {
             if out.len() > MAX_OUTPUT {
@@ -268,6 +284,8 @@ mod tests {
         let started = std::time::Instant::now();
         let r = run_once(&sh("sleep 30"), vec![], Some(Duration::from_secs(1))).await;
         assert_eq!(r, RunResult::Fail("timeout after 1s".into()));
+        assert!(is_timeout_message("timeout after 1s"));
+        assert!(!is_timeout_message("timeout after lunch"));
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 

@@ -26,6 +26,10 @@
 //!   syntax, the `auth` gate, and the connections on TCP and a Unix socket.
 //! - [`access`]: the admin token (loading, constant-time comparison) and the
 //!   rule that a door bound beyond loopback needs one.
+//! - [`http`]: the HTTP listener on a thread of its own: `/metrics`,
+//!   `/api/status`, `/healthz` and the write endpoints.
+//! - [`metrics`]: the Prometheus metrics, derived from the supervisor's
+//!   events and polls.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line formats (text, json) and destinations, and
 //!   reopening the log file after rotation.
@@ -46,7 +50,9 @@ pub mod driveshaft_import;
 pub mod endpoint;
 pub mod exec_slot;
 pub mod gearman;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod protocol;

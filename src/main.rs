@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use gearman_driver::config::{self, Cli, Command, ImportFlags, RunFlags};
 use gearman_driver::{
-    console, daemon, driveshaft_import, exec_slot, logging, schedule, supervisor,
+    console, daemon, driveshaft_import, exec_slot, http, logging, schedule, supervisor,
 };
 
 fn main() -> ExitCode {
@@ -138,10 +138,25 @@ fn run(flags: RunFlags) -> ExitCode {
         // The socket file lives as long as the supervisor runs, and is
         // removed when it returns, cleanly or not.
         let (listeners, _socket_file) = console::bind_all(&settings).await?;
-        supervisor::Supervisor::new(loaded, flags)
-            .run(listeners)
-            .await
-            .map_err(|e| e.to_string())
+        let http = match &settings.http_bind {
+            None => None,
+            Some(addr) => match http::bind(addr) {
+                Ok(l) => {
+                    tracing::info!("HTTP listener on {} (/metrics, /api/status, /healthz)", l.url());
+                    Some(l)
+                }
+                Err(err) => {
+                    return Err(format!(
+                        "cannot listen on {addr} for HTTP: {err} (set http_bind, or remove it to turn the listener off)"
+                    ))
+                }
+            },
+        };
+        let doors = supervisor::Doors {
+            console: listeners,
+            http,
+        };
+        supervisor::Supervisor::new(loaded, flags).run(doors).await.map_err(|e| e.to_string())
     });
     drop(pid_file);
     // Process tasks may still hold pipes; do not wait for them.

@@ -46,6 +46,8 @@ pub struct DriverOptions<'a> {
     pub max_idle_time: &'a str,
     /// Where its log goes.
     pub dir: &'a Path,
+    /// More flags.
+    pub extra: &'a [&'a str],
 }
 
 pub struct Driver {
@@ -72,7 +74,8 @@ impl Driver {
             .args(["--max-idle-time", opts.max_idle_time])
             .args(["--shutdown-timeout", "5"])
             .arg("--logfile")
-            .arg(&log);
+            .arg(&log)
+            .args(opts.extra);
         let stderr = opts.dir.join("driver.stderr");
         quiet(&mut cmd, &stderr)?;
         let guard = Guard::spawn(&mut cmd, "gearman-driver", Some(DRIVER_GRACE))?;
@@ -104,6 +107,16 @@ impl Driver {
 
     pub fn pid(&self) -> u32 {
         self.guard.pid()
+    }
+
+    /// `127.0.0.1:PORT` of its HTTP listener, from the start-up log line.
+    pub fn http_addr(&self) -> Result<String> {
+        let log = std::fs::read_to_string(&self.log)?;
+        let start = log
+            .find("HTTP listener on http://")
+            .context("the driver logged no HTTP listener")?;
+        let rest = &log[start + "HTTP listener on http://".len()..];
+        Ok(rest.split('/').next().unwrap_or_default().to_string())
     }
 
     /// One console command; the answer's lines, without the closing `.`.

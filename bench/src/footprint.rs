@@ -63,6 +63,7 @@ fn start_driver(env: &Env, dir: &Path, lib: &Path, ns: &str, gd: &Gearmand) -> R
         interval: "1",
         max_idle_time: "60",
         dir,
+        extra: &[],
     })
 }
 

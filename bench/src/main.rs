@@ -25,6 +25,7 @@ mod perl;
 mod procs;
 mod report;
 mod scaleup;
+mod scraper;
 mod svg;
 mod throughput;
 

@@ -358,6 +358,7 @@ fn under_driver(env: &Env, files: &Files, jobs: usize, run: usize) -> Result<(f6
         interval: "1",
         max_idle_time: "60",
         dir: &dir,
+        extra: &[],
     })?;
     gearmand
         .admin()?

@@ -174,14 +174,21 @@ const METHOD: &str = "
   processes, 32 client connections (`TCP_NODELAY`) each submitting foreground
   jobs of 100 bytes in a loop until the job count is reached; a warm-up batch
   first. Value: median jobs/s (range over the runs in brackets). The runs
-  go round the variants in turn, and a ratio is the median of the per-run
-  ratios (run k against run k of the reference), so drift on the machine
-  between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
+  go round the variants in turn (every other run in reverse order), and a
+  ratio is the median of the per-run ratios (run k against run k of the
+  reference), so drift on the machine between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
   (part of this crate), a worker that speaks Gearman itself; the C CLI row is
   `gearman -w -f reverse -- rev`, one `rev` per job, like the exec protocol.
   The http row runs 4 slots (`--http-slots`) of an `http` job POSTing to
   `http-reverse-endpoint` (part of this crate: one thread, keep-alive,
   `TCP_NODELAY`), which answers driveshaft's JSON with the workload reversed.
+- **Metrics cost**: the stdio Rust variant again, with `--http-bind` set and a
+  thread fetching `/metrics` and `/api/status` every second (a new connection
+  each, every answer checked to be a 200) through warm-up and measurement;
+  its ratio is against the stdio Rust variant of the same run, metrics off.
+  The supervisor's CPU per job (utime + stime of all its threads over the
+  measured batch, per job) is compared the same way: it is the cost itself,
+  and less swayed than throughput by other load on the machine.
 - **Scale-up**: interval 5 s, max_idle_time 1 s, a job with min 0 and max 8
   served by a Python stdio worker that sleeps 0.2 s per job; 200 background
   jobs are queued in one pipelined write. Times count from just before that

@@ -176,6 +176,7 @@ fn run(env: &Env, rounds: &mut Vec<Observed>) -> Result<()> {
         // first poll reaps the pool to zero for the next round.
         max_idle_time: MAX_IDLE_TIME,
         dir: &dir,
+        extra: &[],
     })?;
     let mut admin = gearmand.admin()?;
     settle(env, &mut admin)?;

@@ -15,8 +15,9 @@ use gearman_driver::gearman::client::Client;
 
 use crate::driver::{toml_argv, write_file, Driver, DriverOptions};
 use crate::gearmand::Gearmand;
-use crate::procs::{quiet, Guard};
+use crate::procs::{cpu_time, quiet, Guard};
 use crate::report::{median, thousands, Row};
+use crate::scraper::Scraper;
 use crate::Env;
 
 const SCENARIO: &str = "Throughput";
@@ -32,6 +33,9 @@ pub enum Variant {
     Plain,
     /// gearman-driver, stdio protocol, the Rust reverse-worker.
     StdioRust,
+    /// As stdio-rust, with the HTTP listener on and /metrics and
+    /// /api/status fetched every second.
+    StdioRustMetrics,
     /// gearman-driver, stdio protocol, the Python helper's reverse.py.
     StdioPython,
     /// gearman-driver, exec protocol running `rev` per job.
@@ -43,9 +47,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Plain,
         Variant::StdioRust,
+        Variant::StdioRustMetrics,
         Variant::StdioPython,
         Variant::Exec,
         Variant::GearmanCli,
@@ -56,6 +61,7 @@ impl Variant {
         match self {
             Variant::Plain => "plain Rust worker (ceiling)",
             Variant::StdioRust => "driver stdio, Rust reverse-worker",
+            Variant::StdioRustMetrics => "driver stdio, Rust, metrics on + 1 s scraper",
             Variant::StdioPython => "driver stdio, Python reverse.py",
             Variant::Exec => "driver exec, `rev`",
             Variant::GearmanCli => "`gearman -w -- rev` (C CLI)",
@@ -67,6 +73,7 @@ impl Variant {
         match self {
             Variant::Plain => "plain",
             Variant::StdioRust => "stdio-rust",
+            Variant::StdioRustMetrics => "stdio-rust-metrics",
             Variant::StdioPython => "stdio-python",
             Variant::Exec => "exec",
             Variant::GearmanCli => "gearman-cli",
@@ -84,9 +91,16 @@ pub struct Settings {
 /// Measures every selected variant and turns the medians into table rows.
 pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
     let mut rates: HashMap<Variant, Vec<f64>> = HashMap::new();
+    let mut driver_cpu: HashMap<Variant, Vec<f64>> = HashMap::new();
     let mut errors: HashMap<Variant, anyhow::Error> = HashMap::new();
     for run in 0..settings.runs {
-        for &v in &settings.variants {
+        // Every other run in reverse order: a machine that slows down or
+        // speeds up during the run does not favour whoever goes first.
+        let mut order = settings.variants.clone();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for &v in &order {
             if errors.contains_key(&v) {
                 continue;
             }
@@ -97,9 +111,12 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
                 settings.runs
             );
             match measure(env, v, settings.jobs, run) {
-                Ok(rate) => {
-                    eprintln!("{} jobs/s", thousands(rate));
-                    rates.entry(v).or_default().push(rate);
+                Ok(m) => {
+                    eprintln!("{} jobs/s", thousands(m.rate));
+                    rates.entry(v).or_default().push(m.rate);
+                    if let Some(cpu) = m.driver_cpu_per_job {
+                        driver_cpu.entry(v).or_default().push(cpu);
+                    }
                 }
                 Err(e) => {
                     eprintln!("failed: {e:#}");
@@ -119,19 +136,43 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
             env.http_slots
         ));
     }
-    Variant::ALL
+    let mut rows: Vec<Row> = Variant::ALL
         .iter()
         .filter(|v| settings.variants.contains(v))
         .map(|&v| match errors.get(&v) {
             Some(e) => Row::error(SCENARIO, v.label(), target(v), e),
             None => row(v, &rates),
         })
-        .collect()
+        .collect();
+    if let Some(r) = metrics_cpu_row(&driver_cpu) {
+        rows.push(r);
+    }
+    rows
+}
+
+/// The supervisor's own CPU per job with metrics on and scraped, against
+/// metrics off: the cost itself, less swayed than throughput by whatever
+/// else the machine is doing.
+fn metrics_cpu_row(driver_cpu: &HashMap<Variant, Vec<f64>>) -> Option<Row> {
+    let on = driver_cpu.get(&Variant::StdioRustMetrics)?;
+    let off = driver_cpu.get(&Variant::StdioRust)?;
+    let ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
+    let ratio = median(&ratios);
+    let micros = |v: &[f64]| median(v) * 1e6;
+    Some(Row::judged(
+        SCENARIO,
+        "supervisor CPU per job, metrics on + 1 s scraper",
+        format!("{:.1} µs (off: {:.1} µs)", micros(on), micros(off)),
+        format!("{ratio:.3} × metrics off"),
+        "≤ 1.03 × metrics off",
+        ratio <= 1.03,
+    ))
 }
 
 fn target(v: Variant) -> &'static str {
     match v {
         Variant::StdioRust => "≥ 0.75 × ceiling",
+        Variant::StdioRustMetrics => "≥ 0.97 × metrics off",
         Variant::Exec => "≥ 1.0 × C CLI",
         Variant::Http => "≥ 0.5 × ceiling",
         _ => "",
@@ -159,14 +200,24 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
     }
     let ceiling = paired_ratio(rates, v, Variant::Plain);
     let cli = paired_ratio(rates, v, Variant::GearmanCli);
+    let metrics_off = paired_ratio(rates, v, Variant::StdioRust);
     let mut ratio = ceiling.map_or("n/a".into(), |r| format!("{r:.3} × ceiling"));
     if v == Variant::Exec {
         if let Some(r) = cli {
             ratio.push_str(&format!(", {r:.2} × C CLI"));
         }
     }
+    if v == Variant::StdioRustMetrics {
+        if let Some(r) = metrics_off {
+            ratio = match ceiling {
+                Some(_) => format!("{ratio}, {r:.3} × metrics off"),
+                None => format!("{r:.3} × metrics off"),
+            };
+        }
+    }
     let reference = match v {
         Variant::StdioRust => ceiling.map(|r| r >= 0.75),
+        Variant::StdioRustMetrics => metrics_off.map(|r| r >= 0.97),
         Variant::Exec => cli.map(|r| r >= 1.0),
         Variant::Http => ceiling.map(|r| r >= 0.5),
         _ => None,
@@ -183,29 +234,65 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
 }
 
 /// One measurement on a fresh gearmand: jobs per second.
-fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<f64> {
+/// One measurement's figures.
+struct Measured {
+    rate: f64,
+    /// The supervisor's CPU seconds (all its threads) per job, under the driver.
+    driver_cpu_per_job: Option<f64>,
+}
+
+fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
     let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
-    rate(&gearmand, &workers.function, jobs)
+    warm_up(&gearmand, &workers.function, jobs)?;
+    let driver = workers._driver.as_ref().map(|d| d.pid());
+    let cpu_before = driver.map(cpu_time).transpose()?;
+    let result = load(&gearmand.addr(), &workers.function, jobs)?;
+    result.verify()?;
+    let cpu_after = driver.map(cpu_time).transpose()?;
+    if let Some(scraper) = &workers.scraper {
+        let failures = scraper.failures.load(Ordering::Relaxed);
+        if failures > 0 {
+            bail!("{failures} scrapes of the driver's HTTP listener failed");
+        }
+        if scraper.scrapes.load(Ordering::Relaxed) == 0 {
+            bail!("the driver's HTTP listener was never scraped");
+        }
+    }
+    let driver_cpu_per_job = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| (after - before).as_secs_f64() / jobs as f64);
+    Ok(Measured {
+        rate: jobs as f64 / result.elapsed.as_secs_f64(),
+        driver_cpu_per_job,
+    })
 }
 
 /// Jobs per second of `function` once [`PROCESSES`] workers serve it: a
 /// warm-up batch, then `jobs` reverse jobs, every result checked.
 pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
-    gearmand
-        .admin()?
-        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
-    let warm_up = (jobs / 10).clamp(100, 1_000);
-    load(&gearmand.addr(), function, warm_up)?.verify()?;
+    warm_up(gearmand, function, jobs)?;
     let result = load(&gearmand.addr(), function, jobs)?;
     result.verify()?;
     Ok(jobs as f64 / result.elapsed.as_secs_f64())
 }
 
+/// Waits for [`PROCESSES`] workers of `function`, then runs a checked
+/// warm-up batch of a tenth of `jobs` (100 to 1,000).
+fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
+    gearmand
+        .admin()?
+        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
+    let warm_up = (jobs / 10).clamp(100, 1_000);
+    load(&gearmand.addr(), function, warm_up)?.verify()
+}
+
 /// The worker processes of one variant; stopped when dropped.
 struct Workers {
     function: String,
+    /// Stopped before the driver (fields drop in order).
+    scraper: Option<Scraper>,
     _guards: Vec<Guard>,
     _driver: Option<Driver>,
 }
@@ -238,6 +325,18 @@ fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Resu
             spawn_copies(cmd, "gearman -w (Debian package gearman-tools)", dir)
         }
         Variant::StdioRust => under_driver(env, gearmand, dir, "StdioRust", &[&rust], "stdio"),
+        Variant::StdioRustMetrics => {
+            let mut workers = under_driver_with(
+                env,
+                gearmand,
+                dir,
+                ("StdioRust", &[&rust], "stdio"),
+                &["--http-bind", "127.0.0.1:0"],
+            )?;
+            let addr = workers.driver()?.http_addr()?;
+            workers.scraper = Some(Scraper::start(addr));
+            Ok(workers)
+        }
         Variant::StdioPython => under_driver(
             env,
             gearmand,
@@ -270,7 +369,7 @@ fn http_slots(env: &Env, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
         "protocol = \"http\"\nurl = \"http://127.0.0.1:{port}/job\"\n\n[jobs.reverse]\nmin_processes = {slots}\nmax_processes = {slots}\n",
         slots = env.http_slots
     );
-    let mut workers = driver_with(env, gearmand, dir, "Http", &body)?;
+    let mut workers = driver_with(env, gearmand, dir, "Http", &body, &[])?;
     workers._guards.push(endpoint);
     Ok(workers)
 }
@@ -287,9 +386,16 @@ fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
     let guards = spawn_copies_of(&mut cmd, name, dir)?;
     Ok(Workers {
         function: "reverse".into(),
+        scraper: None,
         _guards: guards,
         _driver: None,
     })
+}
+
+impl Workers {
+    fn driver(&self) -> Result<&Driver> {
+        self._driver.as_ref().context("not under the driver")
+    }
 }
 
 /// Writes `Bench/<module>.toml` (job `reverse`, min = max = 4) into a lib
@@ -302,11 +408,22 @@ fn under_driver(
     argv: &[&str],
     protocol: &str,
 ) -> Result<Workers> {
+    under_driver_with(env, gearmand, dir, (module, argv, protocol), &[])
+}
+
+/// As [`under_driver`], with more flags for the driver.
+fn under_driver_with(
+    env: &Env,
+    gearmand: &Gearmand,
+    dir: &Path,
+    (module, argv, protocol): (&str, &[&str], &str),
+    extra: &[&str],
+) -> Result<Workers> {
     let body = format!(
         "command = {}\nprotocol = \"{protocol}\"\n\n[jobs.reverse]\nmin_processes = {PROCESSES}\nmax_processes = {PROCESSES}\n",
         toml_argv(argv)
     );
-    driver_with(env, gearmand, dir, module, &body)
+    driver_with(env, gearmand, dir, module, &body, extra)
 }
 
 /// Writes `body` as `Bench/<module>.toml` into a lib dir of its own and
@@ -317,6 +434,7 @@ fn driver_with(
     dir: &Path,
     module: &str,
     body: &str,
+    extra: &[&str],
 ) -> Result<Workers> {
     let lib = dir.join("lib");
     write_file(&lib, &format!("Bench/{module}.toml"), body, false)?;
@@ -329,9 +447,11 @@ fn driver_with(
         interval: "1",
         max_idle_time: "60",
         dir,
+        extra,
     })?;
     Ok(Workers {
         function: format!("{namespace}::reverse"),
+        scraper: None,
         _guards: Vec::new(),
         _driver: Some(driver),
     })

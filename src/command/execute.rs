@@ -9,6 +9,7 @@ use crate::supervisor::WorkerId;
 pub fn execute(pools: &mut dyn Pools, request: &Request) -> Answer {
     match request {
         Request::Status => Answer::Status(pools.job_rows()),
+        Request::Overview => Answer::Overview(Box::new(pools.overview())),
         Request::Show { job } => show(pools, job),
         Request::Ps => Answer::Processes(pools.proc_rows()),
         Request::SetLimits { job, min, max } => set_limits(pools, job, *min, *max),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::view::{JobView, Overview, StateCounts};
 use super::{JobRow, Pools, ProcRow, ReloadOutcome};
 use crate::schedule::ScheduleState;
 use crate::supervisor::WorkerId;
@@ -73,6 +74,37 @@ impl Pools for FakePools {
     }
     fn shutdown(&mut self) {
         self.shut = true;
+    }
+    fn overview(&mut self) -> Overview {
+        let jobs = self
+            .jobs
+            .iter()
+            .map(|(n, (min, max, pids))| JobView {
+                name: n.clone(),
+                min: *min,
+                max: *max,
+                processes: StateCounts {
+                    idle: pids.len(),
+                    ..StateCounts::default()
+                },
+                waiting: 0,
+                running: 0,
+                workers: 0,
+                lastrun: 0,
+                lasterror: 0,
+                message: String::new(),
+                done: 0,
+                failed: 0,
+                timeouts: 0,
+            })
+            .collect();
+        Overview {
+            version: env!("CARGO_PKG_VERSION").into(),
+            started: 0,
+            servers: vec![],
+            jobs,
+            processes: vec![],
+        }
     }
     fn reload(&mut self) -> ReloadOutcome {
         ReloadOutcome::Applied(vec!["nothing changed".into()])

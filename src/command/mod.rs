@@ -12,12 +12,18 @@
 //! - [`Pools`]: what the supervisor lets commands see and change.
 //! - [`Envelope`]: a request on its way to the supervisor loop, with the peer
 //!   it came from (for the audit log) and where the answer goes.
+//! - [`view`]: the status view behind `/api/status` and the console's
+//!   `status` and `ps`.
+//! - [`Lifecycle`]: whether the supervisor is supervising or shutting down,
+//!   readable by every door without asking the loop.
 
 mod execute;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod view;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -26,6 +32,7 @@ use crate::schedule::ScheduleState;
 use crate::supervisor::WorkerId;
 
 pub use execute::{audit, execute, version};
+pub use view::Overview;
 
 /// A process count as given by a client: a valid one, or something that
 /// is not a count (text, a negative or fractional number, a missing word).
@@ -59,6 +66,8 @@ impl Count {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Status,
+    /// The whole status view (`/api/status`).
+    Overview,
     Show {
         job: String,
     },
@@ -115,6 +124,7 @@ impl fmt::Display for Request {
         };
         match self {
             Request::Status => write!(f, "status"),
+            Request::Overview => write!(f, "status (as JSON)"),
             Request::Show { job } => write!(f, "show {job}"),
             Request::Ps => write!(f, "ps"),
             Request::SetLimits { job, min, max } => match (min, max) {
@@ -191,7 +201,7 @@ impl CommandError {
 }
 
 /// The answer to one request, before a door renders it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// Done; the console says `OK`.
     Ok,
@@ -206,6 +216,7 @@ pub enum Answer {
     },
     Processes(Vec<ProcRow>),
     Schedules(Vec<ScheduleState>),
+    Overview(Box<Overview>),
     /// `quit`: the door closes the conversation.
     Close,
     /// Failed; `details` are further lines (a rejected reload's errors).
@@ -274,10 +285,28 @@ pub trait Pools {
     /// Ends the members: SIGTERM to processes, a slot stops at once.
     fn kill(&mut self, members: &[WorkerId]);
     fn proc_rows(&self) -> Vec<ProcRow>;
+    fn overview(&mut self) -> Overview;
     fn shutdown(&mut self);
     fn reload(&mut self) -> ReloadOutcome;
     /// Every schedule, sorted by name.
     fn schedules(&self) -> Vec<ScheduleState>;
+}
+
+/// Whether the supervisor is still supervising; set by the supervisor,
+/// read by the doors (`/healthz`) without a round trip through its loop.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    shutting_down: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
 }
 
 /// Where a request came from, for the audit log.

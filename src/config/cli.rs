@@ -172,6 +172,15 @@ pub struct RunFlags {
         value_name = "ADDR"
     )]
     pub console_bind: Option<String>,
+    /// Serve /metrics, /api/status and /healthz over HTTP on ADDR:PORT (default: off; "" turns it off).
+    #[arg(
+        global = true,
+        long = "http-bind",
+        visible_alias = "exporter_addr",
+        alias = "http_bind",
+        value_name = "ADDR:PORT"
+    )]
+    pub http_bind: Option<String>,
     /// Seconds between queue polls; fractions allowed (default 5).
     #[arg(global = true, long, value_name = "SECONDS")]
     pub interval: Option<f64>,

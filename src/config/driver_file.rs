@@ -74,6 +74,7 @@ pub struct DriverFile {
     pub lib: Option<StringList>,
     pub console_port: Option<u16>,
     pub console_bind: Option<String>,
+    pub http_bind: Option<String>,
     pub interval: Option<Seconds>,
     pub max_idle_time: Option<Seconds>,
     pub shutdown_timeout: Option<Seconds>,

@@ -53,6 +53,8 @@ pub struct Settings {
     pub admin_token: Option<AdminToken>,
     /// Listen beyond loopback without a token all the same.
     pub insecure_bind: bool,
+    /// Where the HTTP listener binds (`host:port`); None: off.
+    pub http_bind: Option<String>,
     pub interval: Duration,
     pub max_idle_time: Duration,
     pub shutdown_timeout: Duration,
@@ -265,6 +267,18 @@ fn merge(
         None => None,
     };
 
+    let http_bind = match flags.http_bind.clone().or(file.http_bind.clone()) {
+        Some(addr) if addr.trim().is_empty() => None,
+        Some(addr) => match check_bind_address(&addr) {
+            Ok(()) => Some(addr.trim().to_string()),
+            Err(msg) => {
+                errors.push(cfg_err("http_bind", msg));
+                None
+            }
+        },
+        None => None,
+    };
+
     let user = flags.user.clone().or(file.user.clone());
     if let Some(name) = &user {
         if let Err((_, msg)) = isolation::identity(Some(name), None, isolation::Me::current()) {
@@ -326,6 +340,7 @@ fn merge(
         admin_token_file,
         admin_token,
         insecure_bind,
+        http_bind,
         interval,
         max_idle_time,
         shutdown_timeout,
@@ -383,6 +398,20 @@ pub fn normalize_server(s: &str, default_port: u16) -> Result<String, String> {
         Some(_) => Ok(format!("[{s}]:{default_port}")),
         None => Ok(format!("{s}:{default_port}")),
     }
+}
+
+/// `host:port` or `[v6]:port`, with a port.
+fn check_bind_address(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    let port = match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && (!host.contains(':') || host.ends_with(']')) => {
+            port
+        }
+        _ => return Err(format!("`{s}` is not ADDR:PORT (e.g. 127.0.0.1:47301)")),
+    };
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| format!("bad port in `{s}`"))
 }
 
 /// Log levels, with Perl's Log::Log4perl spellings accepted.
@@ -497,6 +526,26 @@ mod tests {
         assert_eq!(s.console_max_connections, 64);
         assert!(!s.insecure_bind);
         assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn http_bind_needs_a_port() {
+        assert!(check_bind_address("127.0.0.1:47301").is_ok());
+        assert!(check_bind_address("[::1]:0").is_ok());
+        assert!(check_bind_address("localhost:8080").is_ok());
+        assert!(check_bind_address("127.0.0.1").is_err());
+        assert!(check_bind_address("::1").is_err());
+        assert!(check_bind_address(":80").is_err());
+        assert!(check_bind_address("h:http").is_err());
+        let flags = RunFlags {
+            http_bind: Some("".into()),
+            ..Default::default()
+        };
+        let file = DriverFile::parse(Path::new("d.toml"), "http_bind = \"127.0.0.1:1\"").unwrap();
+        assert_eq!(
+            merge(&flags, file, Path::new("."), "").unwrap().http_bind,
+            None
+        );
     }
 
     #[test]

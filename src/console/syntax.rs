@@ -69,6 +69,8 @@ pub fn render(answer: &Answer) -> Option<Vec<String>> {
         }
         Answer::Processes(rows) => format_ps(rows),
         Answer::Schedules(rows) => format_schedules(rows),
+        // Not a console command; shown as the JSON the HTTP API serves.
+        Answer::Overview(view) => vec![serde_json::to_string(view).unwrap_or_default()],
         Answer::Close => return None,
         Answer::Failed { error, details } => std::iter::once(error.line())
             .chain(details.iter().cloned())

@@ -154,6 +154,12 @@ impl GrabLoop {
         matches!(self.state, State::Busy(_))
     }
 
+    /// The job in flight can still be answered: the connection it came
+    /// from has not broken meanwhile (else gearmand hands it out again).
+    pub fn deliverable(&self) -> bool {
+        matches!(&self.state, State::Busy(job) if job.deliverable)
+    }
+
     /// Waiting for work (asking or asleep): neither busy nor off.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Asking { .. } | State::Sleeping)

@@ -1,5 +1,6 @@
 //! The admin `status` poller: one persistent, `TCP_NODELAY` admin connection
-//! per server, polled concurrently; rows summed per function across servers.
+//! per server, polled concurrently; rows summed per function across servers
+//! (for scaling), and kept per server too (for metrics and `/api/status`).
 //! A server that does not answer is logged once per outage and left out of
 //! the sum until it answers again.
 
@@ -40,6 +41,22 @@ pub struct StatusSnapshot {
     pub servers_answered: usize,
     /// When the poll went out: jobs taken since may be missing from the counts.
     pub requested_at: Option<std::time::Instant>,
+    /// Each server's own rows, in the configured order.
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One server's answer to a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub address: String,
+    /// None when it did not answer.
+    pub rows: Option<Vec<(String, FunctionCounts)>>,
+}
+
+impl ServerStatus {
+    pub fn up(&self) -> bool {
+        self.rows.is_some()
+    }
 }
 
 impl StatusSnapshot {
@@ -57,6 +74,30 @@ impl StatusSnapshot {
                 c.workers += row.worker_count;
             }
         }
+        snapshot
+    }
+
+    /// Sums the servers' rows and keeps them per server.
+    pub fn from_servers(servers: Vec<(String, Option<Vec<FunctionStatus>>)>) -> Self {
+        let mut snapshot = Self::from_rows(servers.iter().map(|(_, rows)| rows.as_deref()));
+        snapshot.servers = servers
+            .into_iter()
+            .map(|(address, rows)| ServerStatus {
+                address,
+                rows: rows.map(|rows| {
+                    rows.into_iter()
+                        .map(|r| {
+                            let counts = FunctionCounts {
+                                total: r.total,
+                                running: r.running,
+                                workers: r.worker_count,
+                            };
+                            (r.function, counts)
+                        })
+                        .collect()
+                }),
+            })
+            .collect();
         snapshot
     }
 
@@ -97,7 +138,8 @@ impl StatusPoller {
         let requested_at = std::time::Instant::now();
         let results =
             futures::future::join_all(self.servers.iter_mut().map(ServerPoll::poll)).await;
-        let mut snapshot = StatusSnapshot::from_rows(results.iter().map(|r| r.as_deref()));
+        let addresses = self.servers.iter().map(|s| s.addr.clone());
+        let mut snapshot = StatusSnapshot::from_servers(addresses.zip(results).collect());
         snapshot.requested_at = Some(requested_at);
         snapshot
     }
@@ -196,5 +238,28 @@ mod tests {
         );
         assert_eq!(s.get("f").waiting(), 5);
         assert_eq!(s.get("missing"), FunctionCounts::default());
+    }
+
+    #[test]
+    fn keeps_each_servers_rows() {
+        let s = StatusSnapshot::from_servers(vec![
+            ("a:1".into(), Some(vec![row("f", 5, 1, 2)])),
+            ("b:2".into(), None),
+        ]);
+        assert_eq!(s.get("f").total, 5);
+        assert!(s.servers[0].up() && !s.servers[1].up());
+        assert_eq!(
+            s.servers[0].rows.as_deref(),
+            Some(
+                &[(
+                    "f".to_string(),
+                    FunctionCounts {
+                        total: 5,
+                        running: 1,
+                        workers: 2
+                    }
+                )][..]
+            )
+        );
     }
 }

@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use crate::config::JobSpec;
 
-use super::events::{Control, Event, ExitCause, Report};
+use super::events::{Control, Event, ExitCause, Report, StopReason};
 use super::member::WorkerId;
+use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use super::stdio::ProcessSetup;
 
@@ -41,17 +42,18 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     let _ = setup.events.send(Event::Ready { id });
     let stop_signal = setup.job.stop_signal;
     let mut escalation: Option<(Instant, Signal)> = None;
-    let mut requested = false;
+    let mut requested: Option<StopReason> = None;
+    let mut exit = ExitWatch::new(pid);
     let status = loop {
         let far = Instant::now() + Duration::from_secs(3600);
         let at = escalation.map_or(far, |(t, _)| t);
         tokio::select! {
-            status = child.wait() => break status.ok(),
-            control = setup.control.recv(), if !requested => {
-                if let Some(Control::Retire(reason)) = &control {
+            status = exit.wait(&mut child) => break status.ok(),
+            control = setup.control.recv(), if requested.is_none() => {
+                if let Some(Control::Retire(_, reason)) = &control {
                     tracing::info!(pid, job = job.name.as_str(), "Recycling: {reason}");
                 }
-                requested = true;
+                requested = Some(control.map_or(StopReason::Shutdown, |c| c.reason()));
                 tracing::debug!(pid, job = job.name.as_str(), "sending {} (its stop_signal)", stop_signal.as_str());
                 signal_group(pid, stop_signal);
                 escalation = Some((Instant::now() + setup.shutdown_timeout, Signal::SIGKILL));
@@ -69,20 +71,24 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
             }
         }
     };
-    let cause = if requested {
-        ExitCause::Stopped {
-            signal: stop_signal,
-        }
-    } else {
-        ExitCause::Unexpected(
+    let cause = match requested {
+        Some(reason) => ExitCause::Requested(reason),
+        None => ExitCause::Unexpected(
             status
                 .as_ref()
                 .map(describe_exit)
                 .unwrap_or_else(|| "exited".into()),
-        )
+        ),
     };
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
-    let _ = setup.events.send(Event::Exited { id, status, cause });
+    let _ = setup.events.send(Event::Exited {
+        id,
+        status,
+        cause,
+        // Its jobs are between it and gearmand: gearmand re-queues them.
+        requeued: None,
+        usage: exit.take_usage(),
+    });
 }
 
 async fn read_reports(

@@ -12,11 +12,12 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::time::sleep_until;
 
-use super::events::{Control, Event, ExitCause, JobOutcome};
+use super::events::{Control, Event, ExitCause, JobOutcome, StopReason};
 use super::member::recycling_due;
 use super::stdio::{new_grab_loop, ProcessSetup};
 use crate::config::HttpEndpoint;
@@ -27,6 +28,8 @@ type Request = BoxFuture<'static, Result<Outcome, Unreachable>>;
 
 struct InFlight {
     request: Request,
+    function: Bytes,
+    started: Instant,
     deadline: Option<(Instant, Duration)>,
 }
 
@@ -48,8 +51,10 @@ struct Slot {
     started: Instant,
     jobs_done: u64,
     /// Asked to stop (scale-down, shutdown, recycling) once the job in
-    /// flight is answered.
-    stopping: bool,
+    /// flight is answered, and why (the first request counts).
+    stopping: Option<StopReason>,
+    /// The function of a job abandoned in flight, which gearmand re-queues.
+    requeued: Option<Bytes>,
     /// When a job still running at shutdown is cut short.
     shutdown_deadline: Option<Instant>,
     /// Set when the slot has ended: why.
@@ -65,6 +70,8 @@ pub async fn run(setup: ProcessSetup, client: EndpointClient) {
             id: setup.id,
             status: None,
             cause: ExitCause::StartFailed("no endpoint configured".into()),
+            requeued: None,
+            usage: None,
         });
         return;
     };
@@ -78,7 +85,8 @@ pub async fn run(setup: ProcessSetup, client: EndpointClient) {
         job: None,
         started: Instant::now(),
         jobs_done: 0,
-        stopping: false,
+        stopping: None,
+        requeued: None,
         shutdown_deadline: None,
         ended: None,
     };
@@ -112,24 +120,30 @@ impl Slot {
                     }
                 }
                 Wake::Answered(answer) => self.answered(answer).await,
-                Wake::Control(Some(Control::Kill)) => self.end_now(),
-                Wake::Control(Some(Control::Shutdown)) => {
+                Wake::Control(Some(Control::Kill)) => self.end_now(StopReason::Killed),
+                Wake::Control(Some(Control::Shutdown) | None) => {
                     self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
-                    self.request_stop();
+                    self.request_stop(StopReason::Shutdown);
                 }
-                Wake::Control(Some(Control::Retire(reason))) => {
-                    self.retire(reason);
-                    self.request_stop();
+                Wake::Control(Some(Control::Retire(reason, text))) => {
+                    self.retire(reason, text);
+                    self.request_stop(reason);
                 }
-                Wake::Control(Some(Control::Stop) | None) => self.request_stop(),
+                Wake::Control(Some(Control::Stop(reason))) => self.request_stop(reason),
                 Wake::Timer => self.on_timer().await,
             }
         }
-        let cause = self.ended.take().unwrap_or(ExitCause::Requested);
+        let cause = self
+            .ended
+            .take()
+            .unwrap_or(ExitCause::Requested(StopReason::Shutdown));
+        let requeued = self.requeued.take();
         self.send_event(Event::Exited {
             id: self.setup.id,
             status: None,
             cause,
+            requeued,
+            usage: None,
         });
     }
 
@@ -172,26 +186,34 @@ impl Slot {
         let request = async move { client.post(&endpoint, body).await }.boxed();
         self.job = Some(InFlight {
             request,
+            function: job.function.clone(),
+            started: Instant::now(),
             deadline: timeout.map(|t| (Instant::now() + t, t)),
         });
-        self.send_event(Event::Busy { id: self.setup.id });
+        self.send_event(Event::Busy {
+            id: self.setup.id,
+            function: job.function,
+        });
     }
 
     async fn answered(&mut self, answer: Result<Outcome, Unreachable>) {
-        self.job = None;
+        let Some(job) = self.job.take() else {
+            return;
+        };
         match answer {
             Ok(Outcome::Done(result)) => {
-                let then = self.job_ended(JobOutcome::Done);
+                let then = self.job_ended(&job, JobOutcome::Done);
                 self.grab.complete(result, then).await;
                 self.after_job(then);
             }
             Ok(Outcome::Failed(message)) => {
                 tracing::debug!(job = self.job(), "{}: Job failed: {message}", self.name);
-                let then = self.job_ended(JobOutcome::Failed(message.clone()));
+                let then = self.job_ended(&job, JobOutcome::Failed(message.clone()));
                 self.grab.fail(message.as_bytes(), then).await;
                 self.after_job(then);
             }
             Err(Unreachable(why)) => {
+                self.requeued = Some(job.function);
                 tracing::warn!(
                     job = self.job(),
                     "{}: Endpoint {} unreachable: {why}; gearmand will hand the job out again",
@@ -207,12 +229,21 @@ impl Slot {
         }
     }
 
-    /// Counts the job; says whether the slot takes the next one.
-    fn job_ended(&mut self, outcome: JobOutcome) -> Then {
+    /// Counts the job and tells the supervisor how it ended (an answer
+    /// that can no longer reach gearmand leaves the job to be handed out
+    /// again); says whether the slot takes the next one.
+    fn job_ended(&mut self, job: &InFlight, outcome: JobOutcome) -> Then {
         self.jobs_done += 1;
+        let outcome = if self.grab.deliverable() {
+            outcome
+        } else {
+            JobOutcome::Requeued
+        };
         self.send_event(Event::JobEnded {
             id: self.setup.id,
+            function: job.function.clone(),
             outcome,
+            duration: job.started.elapsed(),
         });
         let due = recycling_due(
             &self.setup.job,
@@ -220,10 +251,10 @@ impl Slot {
             self.started,
             Instant::now(),
         );
-        if let Some(reason) = due {
-            self.retire(reason);
+        if let Some((why, text)) = due {
+            self.retire(why, text);
         }
-        if self.stopping {
+        if self.stopping.is_some() {
             Then::Stop
         } else {
             Then::Grab
@@ -232,41 +263,43 @@ impl Slot {
 
     fn after_job(&mut self, then: Then) {
         if then == Then::Stop {
-            self.ended.get_or_insert(ExitCause::Requested);
+            let why = self.stopping.unwrap_or(StopReason::Shutdown);
+            self.ended.get_or_insert(ExitCause::Requested(why));
         }
     }
 
-    fn retire(&mut self, reason: String) {
-        if !self.stopping {
+    fn retire(&mut self, why: StopReason, reason: String) {
+        if self.stopping.is_none() {
             tracing::info!(job = self.job(), "{}: Recycling: {reason}", self.name);
             self.send_event(Event::Retiring {
                 id: self.setup.id,
                 reason,
             });
-            self.stopping = true;
+            self.stopping = Some(why);
         }
     }
 
     /// Stops now when idle, else once the job in flight is answered.
-    fn request_stop(&mut self) {
-        self.stopping = true;
+    fn request_stop(&mut self, why: StopReason) {
+        let why = *self.stopping.get_or_insert(why);
         if self.job.is_none() {
             self.grab.close();
-            self.ended.get_or_insert(ExitCause::Requested);
+            self.ended.get_or_insert(ExitCause::Requested(why));
         }
     }
 
     /// Ends at once; a job in flight is abandoned and goes back to gearmand.
-    fn end_now(&mut self) {
-        if self.job.take().is_some() {
+    fn end_now(&mut self, why: StopReason) {
+        if let Some(job) = self.job.take() {
             tracing::info!(
                 job = self.job(),
                 "{}: Stopped with a job in flight; gearmand will hand it out again",
                 self.name
             );
+            self.requeued = Some(job.function);
         }
         self.grab.close();
-        self.ended.get_or_insert(ExitCause::Requested);
+        self.ended.get_or_insert(ExitCause::Requested(why));
     }
 
     async fn on_timer(&mut self) {
@@ -279,8 +312,11 @@ impl Slot {
                 .is_some_and(|l| now >= self.started + l)
             {
                 let secs = self.setup.job.max_lifetime.unwrap_or_default().as_secs();
-                self.retire(format!("max_lifetime {secs}s reached"));
-                self.request_stop();
+                self.retire(
+                    StopReason::MaxLifetime,
+                    format!("max_lifetime {secs}s reached"),
+                );
+                self.request_stop(StopReason::MaxLifetime);
             }
             return;
         };
@@ -296,17 +332,19 @@ impl Slot {
             self.name,
                 self.setup.shutdown_timeout.as_secs_f64()
             );
-            self.end_now();
+            self.end_now(StopReason::Shutdown);
         }
     }
 
     /// Abandons the request (its connection is closed, not reused) and
     /// fails the job; the slot goes on.
     async fn time_out(&mut self, limit: Duration) {
-        self.job = None;
+        let Some(job) = self.job.take() else {
+            return;
+        };
         let message = format!("timeout after {}s", limit.as_secs());
         tracing::warn!(job = self.job(), "{}: Job {message}", self.name);
-        let then = self.job_ended(JobOutcome::Failed(message.clone()));
+        let then = self.job_ended(&job, JobOutcome::TimedOut(message.clone()));
         self.grab.fail(message.as_bytes(), then).await;
         self.after_job(then);
     }

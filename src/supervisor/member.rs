@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Instant;
 
+use super::events::StopReason;
 use crate::config::JobSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,13 +63,15 @@ pub fn recycling_due(
     jobs_done: u64,
     started: Instant,
     now: Instant,
-) -> Option<String> {
+) -> Option<(StopReason, String)> {
     if job.max_jobs > 0 && jobs_done >= job.max_jobs {
-        return Some(format!("max_jobs {} reached", job.max_jobs));
+        let text = format!("max_jobs {} reached", job.max_jobs);
+        return Some((StopReason::MaxJobs, text));
     }
     match job.max_lifetime {
         Some(limit) if now >= started + limit => {
-            Some(format!("max_lifetime {}s reached", limit.as_secs()))
+            let text = format!("max_lifetime {}s reached", limit.as_secs());
+            Some((StopReason::MaxLifetime, text))
         }
         _ => None,
     }

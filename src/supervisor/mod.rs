@@ -12,15 +12,19 @@
 //! - [`events`]: messages between the loop and the member tasks.
 //! - [`member`]: the id of a pool member (a process or a slot).
 //! - [`output`]: worker output outside the protocol, logged line by line.
-//! - [`pools`]: jobs and members as the loop tracks them.
+//! - [`pools`]: jobs and processes as the loop tracks them.
 //! - [`stopping`]: what stopping does per protocol, in the log's words.
+//! - [`sampling`]: CPU and memory of the processes, from `/proc`.
+//! - `observe`: the status view and the one place that feeds the metrics.
 
 pub mod events;
 pub mod gearman_proc;
 pub mod http_slot;
 pub mod member;
+mod observe;
 pub mod output;
 pub mod pools;
+pub mod sampling;
 pub mod spawn;
 pub mod stdio;
 pub mod stopping;
@@ -34,16 +38,16 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::sleep_until;
 
-use crate::command::{self, Envelope, Pools, ReloadOutcome};
+use crate::command::{self, Envelope, Lifecycle, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
 use crate::endpoint::EndpointClient;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
 use crate::logging;
 use crate::notify::Notifier;
-use crate::policy::{self, Action, ProcState};
+use crate::policy::{self, Action, ProcState, StartReason};
 use crate::schedule::Schedules;
-use events::{Event, ExitCause, JobOutcome, Report};
+use events::{Event, ExitCause, JobOutcome, Report, StopReason};
 pub use member::WorkerId;
 pub use pools::{Job, Proc};
 
@@ -84,6 +88,21 @@ pub struct Supervisor {
     admin_token: tokio::sync::watch::Sender<Option<crate::access::AdminToken>>,
     /// systemd's READY, STATUS, RELOADING, STOPPING and WATCHDOG.
     notify: Notifier,
+    /// Present while the HTTP listener is on.
+    metrics: Option<crate::metrics::Recorder>,
+    lifecycle: Arc<Lifecycle>,
+    started_epoch: i64,
+    /// When the last poll's snapshot came in.
+    polled_at: Instant,
+    /// When the last round of CPU and memory readings began.
+    sampled_at: Option<Instant>,
+}
+
+/// The listeners the supervisor serves, bound before it starts (so that a
+/// port conflict fails start-up).
+pub struct Doors {
+    pub console: console::Listeners,
+    pub http: Option<crate::http::Listener>,
 }
 
 /// Why the loop ended.
@@ -126,20 +145,39 @@ impl Supervisor {
             schedules,
             admin_token,
             notify: Notifier::from_env(),
+            metrics: None,
+            lifecycle: Arc::new(Lifecycle::default()),
+            started_epoch: now_epoch(),
+            polled_at: Instant::now(),
+            sampled_at: None,
         }
     }
 
-    /// Runs until shutdown. The console's listeners must already be bound
-    /// (see [`console::bind`]) so that a port conflict fails start-up.
-    pub async fn run(mut self, console: console::Listeners) -> std::io::Result<Exit> {
+    /// Runs until shutdown. The listeners must already be bound (see
+    /// [`console::bind_all`], [`crate::http::bind`]) so that a port conflict
+    /// fails start-up.
+    pub async fn run(mut self, doors: Doors) -> std::io::Result<Exit> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
-        console.spawn(
+        doors.console.spawn(
             command::Handle::new(requests_tx.clone()),
             self.admin_token.subscribe(),
         );
+        if let Some(listener) = doors.http {
+            let metrics = self.metrics.get_or_insert_with(crate::metrics::new);
+            crate::http::spawn(
+                listener,
+                crate::http::Context {
+                    requests: command::Handle::new(requests_tx.clone()),
+                    metrics: metrics.exposition(),
+                    lifecycle: self.lifecycle.clone(),
+                    access: crate::http::WriteAccess::Disabled,
+                },
+            )?;
+        }
+        let (usage_tx, mut usage_rx) = mpsc::unbounded_channel();
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
         tokio::spawn(poll_loop(
             StatusPoller::new(&self.servers),
@@ -194,8 +232,10 @@ impl Supervisor {
                 _ = tick.tick() => {
                     self.poll_now.notify_one();
                     self.notify.status(|| pools::summary(&self.jobs, &self.status, self.servers.len()));
+                    self.sample_usage(&usage_tx);
                 }
                 _ = watchdog.tick() => self.notify.watchdog(),
+                Some(samples) = usage_rx.recv() => self.on_usage(samples),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -260,6 +300,7 @@ impl Supervisor {
         self.shutting_down = true;
         self.schedules.stop();
         self.notify.stopping();
+        self.lifecycle.begin_shutdown();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -282,6 +323,7 @@ impl Supervisor {
     }
 
     fn on_event(&mut self, event: Event) {
+        self.observe_event(&event);
         match event {
             Event::Ready { id } => {
                 if let Some(job) = self.job_of(id) {
@@ -292,12 +334,13 @@ impl Supervisor {
                     }
                 }
             }
-            Event::Busy { id } => {
+            Event::Busy { id, function } => {
                 let Some(job) = self.job_of(id) else { return };
                 job.lastrun = now_epoch();
                 job.note_taken(Instant::now());
                 if let Some(p) = job.procs.get_mut(&id) {
                     p.set_state(ProcState::Busy);
+                    p.current = Some((function, Instant::now()));
                 }
                 // The last idle process just became busy: more may be waiting.
                 let no_idle = !job
@@ -309,13 +352,23 @@ impl Supervisor {
                     self.request_event_poll();
                 }
             }
-            Event::JobEnded { id, outcome } => {
+            Event::JobEnded { id, outcome, .. } => {
                 let Some(job) = self.job_of(id) else { return };
-                if let JobOutcome::Failed(message) = outcome {
-                    job.record_error(&message);
+                match &outcome {
+                    JobOutcome::Done => job.tally.done += 1,
+                    JobOutcome::Failed(message) => {
+                        job.tally.failed += 1;
+                        job.record_error(message);
+                    }
+                    JobOutcome::TimedOut(message) => {
+                        job.tally.timeouts += 1;
+                        job.record_error(message);
+                    }
+                    JobOutcome::Requeued => {}
                 }
                 if let Some(p) = job.procs.get_mut(&id) {
                     p.jobs_done += 1;
+                    p.current = None;
                     p.set_state(ProcState::Idle {
                         since: Instant::now(),
                     });
@@ -340,7 +393,9 @@ impl Supervisor {
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
             }
-            Event::Exited { id, status, cause } => self.on_exit(id, status, cause),
+            Event::Exited {
+                id, status, cause, ..
+            } => self.on_exit(id, status, cause),
         }
     }
 
@@ -372,20 +427,22 @@ impl Supervisor {
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
-            ExitCause::Stopped { signal } => match &status {
-                Some(status) => {
-                    tracing::info!(
-                        pid,
-                        job = name.as_str(),
-                        "{}",
-                        spawn::describe_stop(status, signal)
-                    )
-                }
+            ExitCause::Requested(StopReason::Timeout) => {
+                tracing::info!(pid, job = name.as_str(), "{code}")
+            }
+            ExitCause::Requested(_) => match &status {
+                Some(status) => tracing::info!(
+                    pid,
+                    job = name.as_str(),
+                    "{}",
+                    spawn::describe_stop(status, job.spec.stop_signal)
+                ),
                 None => tracing::info!(pid, job = name.as_str(), "{code}"),
             },
-            ExitCause::Requested => tracing::info!(pid, job = name.as_str(), "{code}"),
             _ if by_console || shutting_down => tracing::info!(pid, job = name.as_str(), "{code}"),
-            ExitCause::Unexpected(why) | ExitCause::StartFailed(why) => {
+            ExitCause::Unexpected(why)
+            | ExitCause::StartFailed(why)
+            | ExitCause::ProtocolError(why) => {
                 let quick = proc.started.elapsed() < CRASH_WINDOW;
                 job.record_error(&why);
                 // Lead with the process event (`Exited with status N`) that
@@ -420,6 +477,7 @@ impl Supervisor {
 
     fn on_snapshot(&mut self, snapshot: StatusSnapshot) {
         self.status = snapshot;
+        self.observe_poll();
         self.warn_unknown_functions();
         let now = Instant::now();
         for job in self.jobs.values_mut() {
@@ -488,7 +546,7 @@ impl Supervisor {
                             job.spec.max_rss_mib,
                             rss / 1024
                         );
-                        proc.retire(reason);
+                        proc.retire(StopReason::MaxRss, reason);
                     }
                 }
             }
@@ -505,6 +563,11 @@ impl Supervisor {
 
     /// Applies the policy to the named jobs.
     fn reconcile_jobs(&mut self, names: &[String], fresh_poll: bool) {
+        self.apply_policy(names, fresh_poll);
+        self.refresh_gauges(names);
+    }
+
+    fn apply_policy(&mut self, names: &[String], fresh_poll: bool) {
         if self.shutting_down {
             return;
         }
@@ -567,9 +630,9 @@ impl Supervisor {
 
     fn apply(&mut self, name: &str, action: Action) {
         match action {
-            Action::Start { count, .. } => {
+            Action::Start { count, reason } => {
                 for _ in 0..count {
-                    if !self.start_process(name) {
+                    if !self.start_process(name, reason) {
                         break;
                     }
                 }
@@ -587,7 +650,7 @@ impl Supervisor {
                         id.noun(),
                         idle_for.as_secs()
                     );
-                    proc.stop();
+                    proc.stop(StopReason::Idle);
                 }
             }
             Action::StopAfterJob { id } => {
@@ -597,7 +660,7 @@ impl Supervisor {
                 let what = stopping::busy_stop(&job.spec);
                 if let Some(proc) = job.procs.get_mut(&id) {
                     tracing::info!(pid = id.pid(), job = name, "{what}");
-                    proc.stop();
+                    proc.stop(StopReason::Idle);
                 }
             }
         }
@@ -605,14 +668,14 @@ impl Supervisor {
 
     /// Spawns one process (or starts a slot); false when spawning failed
     /// (then backoff applies).
-    fn start_process(&mut self, name: &str) -> bool {
+    fn start_process(&mut self, name: &str, reason: StartReason) -> bool {
         let seq = self.take_seq();
         let Some(job) = self.jobs.get_mut(name) else {
             return false;
         };
         let spec: Arc<JobSpec> = job.spec.clone();
         if spec.protocol == Protocol::Http {
-            return self.start_slot(name, spec, WorkerId::slot(seq));
+            return self.start_slot(name, spec, WorkerId::slot(seq), reason);
         }
         let child = match spawn::spawn(&spec, &self.servers) {
             Ok(child) => child,
@@ -644,11 +707,18 @@ impl Supervisor {
         job.procs.insert(id, Proc::new(control_tx));
         self.owner.insert(id, name.to_string());
         tracing::info!(pid, job = name, "Process started");
+        self.observe_start(name, id, reason);
         true
     }
 
     /// Starts one slot of an http job: a member with no process.
-    fn start_slot(&mut self, name: &str, spec: Arc<JobSpec>, id: WorkerId) -> bool {
+    fn start_slot(
+        &mut self,
+        name: &str,
+        spec: Arc<JobSpec>,
+        id: WorkerId,
+        reason: StartReason,
+    ) -> bool {
         let client = self
             .endpoint_client
             .get_or_insert_with(EndpointClient::new)
@@ -670,6 +740,7 @@ impl Supervisor {
         job.procs.insert(id, Proc::new(control_tx));
         self.owner.insert(id, name.to_string());
         tracing::info!(job = name, "{} started", id.noun());
+        self.observe_start(name, id, reason);
         true
     }
 
@@ -690,6 +761,7 @@ impl Supervisor {
         logging::reopen();
         self.notify.reloading();
         let outcome = self.reload_files();
+        self.observe_reload(&outcome);
         self.notify.reloaded();
         outcome
     }
@@ -737,8 +809,9 @@ impl Supervisor {
                     job.lastrun = old.lastrun;
                     job.lasterror = old.lasterror;
                     job.lasterror_msg = std::mem::take(&mut old.lasterror_msg);
+                    job.tally = old.tally;
                     for (id, mut proc) in std::mem::take(&mut old.procs) {
-                        proc.stop();
+                        proc.stop(StopReason::Reload);
                         job.procs.insert(id, proc);
                     }
                     new_jobs.insert(name, job);
@@ -752,7 +825,7 @@ impl Supervisor {
         for (name, mut old) in std::mem::take(&mut self.jobs) {
             lines.push(format!("{name}: removed; stopping its processes"));
             for proc in old.procs.values_mut() {
-                proc.stop();
+                proc.stop(StopReason::Reload);
             }
             // Keep it listed until its processes are gone, with no processes wanted.
             old.min = 0;
@@ -785,11 +858,7 @@ impl Supervisor {
 impl Pools for Supervisor {
     fn job_rows(&mut self) -> Vec<command::JobRow> {
         self.drop_removed_jobs();
-        self.jobs
-            .iter()
-            .filter(|(_, j)| !j.removed)
-            .map(|(name, j)| j.row(name))
-            .collect()
+        self.job_views().iter().map(command::JobRow::from).collect()
     }
 
     fn job_members(&self, name: &str) -> Option<Vec<WorkerId>> {
@@ -850,13 +919,13 @@ impl Pools for Supervisor {
     }
 
     fn proc_rows(&self) -> Vec<command::ProcRow> {
-        let mut rows: Vec<command::ProcRow> = self
-            .jobs
-            .iter()
-            .flat_map(|(name, job)| job.procs.iter().map(move |(id, p)| p.row(*id, name)))
-            .collect();
-        rows.sort_by(|a, b| a.job.cmp(&b.job).then(a.pid.cmp(&b.pid)));
-        rows
+        let views = self.process_views();
+        views.iter().map(command::ProcRow::from).collect()
+    }
+
+    fn overview(&mut self) -> command::Overview {
+        self.drop_removed_jobs();
+        Supervisor::overview(self)
     }
 
     fn shutdown(&mut self) {

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::events::Control;
+use super::events::{Control, StopReason};
 use super::member::WorkerId;
+use super::sampling::UsageTrack;
 use super::BACKOFF_MAX;
-use crate::command::{JobRow, ProcRow};
 use crate::config::JobSpec;
 use crate::gearman::status::StatusSnapshot;
 use crate::notify::Summary;
@@ -38,6 +39,16 @@ pub struct Job {
     /// for a job already being served (costly for workers that are slow to
     /// start, such as a perl loading Moose). Oldest first.
     pub taken: VecDeque<Instant>,
+    /// Jobs answered since the supervisor started (`/api/status`).
+    pub tally: Tally,
+}
+
+/// How a job's jobs ended, since the supervisor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u64,
+    pub failed: u64,
+    pub timeouts: u64,
 }
 
 impl Job {
@@ -55,6 +66,7 @@ impl Job {
             quiet_since: Instant::now(),
             removed: false,
             taken: VecDeque::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -111,6 +123,26 @@ impl Job {
         })
     }
 
+    /// Registered workers summed over the job's functions.
+    pub fn workers(&self, status: &StatusSnapshot) -> u64 {
+        self.spec
+            .functions
+            .iter()
+            .map(|f| status.get(&f.function).workers)
+            .sum()
+    }
+
+    /// The crash-loop backoff in force now, if any.
+    pub fn backoff(&self, now: Instant) -> Option<Duration> {
+        self.blocked_until.filter(|t| *t > now)?;
+        Some(self.backoff_delay())
+    }
+
+    fn backoff_delay(&self) -> Duration {
+        let doublings = self.failures.saturating_sub(1).min(6);
+        Duration::from_secs(1u64 << doublings).min(BACKOFF_MAX)
+    }
+
     pub fn record_error(&mut self, message: &str) {
         self.lasterror = chrono::Utc::now().timestamp();
         self.lasterror_msg = message.to_string();
@@ -119,7 +151,7 @@ impl Job {
     /// Counts a failure within the crash window; returns the backoff now in force.
     pub fn note_quick_failure(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let delay = Duration::from_secs(1u64 << (self.failures - 1).min(6)).min(BACKOFF_MAX);
+        let delay = self.backoff_delay();
         self.blocked_until = Some(Instant::now() + delay);
         delay
     }
@@ -155,18 +187,6 @@ impl Job {
             .count();
         self.removed || ready >= self.min as usize || self.failures > 0
     }
-
-    pub fn row(&self, name: &str) -> JobRow {
-        JobRow {
-            name: name.to_string(),
-            min: self.min,
-            max: self.max,
-            processes: self.procs.len(),
-            lastrun: self.lastrun,
-            lasterror: self.lasterror,
-            lasterror_msg: self.lasterror_msg.clone(),
-        }
-    }
 }
 
 pub struct Proc {
@@ -174,15 +194,25 @@ pub struct Proc {
     pub started: Instant,
     pub jobs_done: u64,
     pub control: mpsc::UnboundedSender<Control>,
+    /// The function of the job it runs now, and since when.
+    pub current: Option<(Bytes, Instant)>,
+    /// Its CPU and memory readings (taken while metrics are on).
+    pub usage: UsageTrack,
+    /// Started for a backlog that a poll showed at this moment.
+    pub backlog_seen: Option<Instant>,
 }
 
 impl Proc {
     pub fn new(control: mpsc::UnboundedSender<Control>) -> Proc {
+        let started = Instant::now();
         Proc {
             state: ProcState::Starting,
-            started: Instant::now(),
+            started,
             jobs_done: 0,
             control,
+            current: None,
+            usage: UsageTrack::new(started),
+            backlog_seen: None,
         }
     }
 
@@ -199,13 +229,13 @@ impl Proc {
     }
 
     /// Asks the process to stop once idle (the first request counts).
-    pub fn stop(&mut self) {
-        self.request_stop(Control::Stop);
+    pub fn stop(&mut self, why: StopReason) {
+        self.request_stop(Control::Stop(why));
     }
 
     /// Asks the process to exit after its current job, for `reason`.
-    pub fn retire(&mut self, reason: String) {
-        self.request_stop(Control::Retire(reason));
+    pub fn retire(&mut self, why: StopReason, reason: String) {
+        self.request_stop(Control::Retire(why, reason));
     }
 
     fn request_stop(&mut self, control: Control) {
@@ -229,20 +259,12 @@ impl Proc {
         self.state = ProcState::Stopping;
     }
 
-    pub fn row(&self, id: WorkerId, job: &str) -> ProcRow {
-        let state = match self.state {
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
             ProcState::Starting => "starting",
             ProcState::Idle { .. } => "idle",
             ProcState::Busy => "busy",
             ProcState::Stopping => "stopping",
-        };
-        ProcRow {
-            pid: id.pid(),
-            job: job.to_string(),
-            state: state.to_string(),
-            jobs_done: self.jobs_done,
-            uptime: self.started.elapsed(),
-            rss_kib: id.pid().and_then(rss_kib),
         }
     }
 }

@@ -22,8 +22,9 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::codec::FramedRead;
 
-use super::events::{Control, Event, ExitCause, JobOutcome};
+use super::events::{Control, Event, ExitCause, JobOutcome, StopReason};
 use super::member::{recycling_due, WorkerId};
+use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use crate::config::{JobSpec, Protocol};
 use crate::gearman::grab::{self, Assignment, GrabLoop, Then};
@@ -65,6 +66,8 @@ enum Phase {
 }
 
 struct InFlight {
+    function: Bytes,
+    started: Instant,
     deadline: Option<(Instant, Duration)>,
 }
 
@@ -79,6 +82,7 @@ enum Wake {
 struct StdioProcess {
     setup: ProcessSetup,
     child: Child,
+    exit: ExitWatch,
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
     /// The worker's stdin; dropping it is how a stdio process is asked to exit.
     stdin: Option<BufWriter<ChildStdin>>,
@@ -94,7 +98,11 @@ struct StdioProcess {
     /// When a job still running at shutdown is cut short.
     shutdown_deadline: Option<Instant>,
     retire_reason: Option<String>,
+    /// Why we asked it to stop (the first request counts).
+    stop_reason: Option<StopReason>,
     cause: Option<ExitCause>,
+    /// The function of a job cut short by a kill, which gearmand re-queues.
+    requeued: Option<Bytes>,
 }
 
 /// Runs the process until it has exited and been reaped.
@@ -111,6 +119,7 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     let grab = new_grab_loop(&setup);
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
+        exit: ExitWatch::new(setup.pid),
         child,
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
@@ -125,7 +134,9 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         finished: false,
         shutdown_deadline: None,
         retire_reason: None,
+        stop_reason: None,
         cause: None,
+        requeued: None,
         setup,
     };
     process.run().await;
@@ -168,7 +179,7 @@ impl StdioProcess {
                 frame = self.frames.next() => Wake::Frame(frame),
                 w = self.grab.wake() => Wake::Grab(w),
                 c = self.setup.control.recv() => Wake::Control(c),
-                s = self.child.wait() => Wake::Exited(s),
+                s = self.exit.wait(&mut self.child) => Wake::Exited(s),
                 _ = sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
@@ -183,13 +194,16 @@ impl StdioProcess {
                         self.start_job(job).await;
                     }
                 }
-                Wake::Control(Some(Control::Stop | Control::Kill)) => self.request_stop(None),
-                Wake::Control(Some(Control::Retire(reason))) => self.request_stop(Some(reason)),
-                Wake::Control(Some(Control::Shutdown)) => {
-                    self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
-                    self.request_stop(None);
+                Wake::Control(Some(Control::Stop(reason))) => self.request_stop(reason, None),
+                // Processes are killed by signal; this is for slots.
+                Wake::Control(Some(Control::Kill)) => self.request_stop(StopReason::Killed, None),
+                Wake::Control(Some(Control::Retire(reason, text))) => {
+                    self.request_stop(reason, Some(text))
                 }
-                Wake::Control(None) => self.request_stop(None),
+                Wake::Control(Some(Control::Shutdown)) | Wake::Control(None) => {
+                    self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
+                    self.request_stop(StopReason::Shutdown, None);
+                }
                 Wake::Exited(status) => {
                     let status = status.ok();
                     // Answers the worker wrote just before exiting still count.
@@ -294,7 +308,15 @@ impl StdioProcess {
             }
             (Phase::Busy(_), WorkerFrame::Fail(message)) => {
                 let text = String::from_utf8_lossy(&message).into_owned();
-                let then = self.job_ended(JobOutcome::Failed(text));
+                // An exec slot times its commands out itself.
+                let outcome = if self.setup.job.protocol == Protocol::Exec
+                    && crate::exec_slot::is_timeout_message(&text)
+                {
+                    JobOutcome::TimedOut(text)
+                } else {
+                    JobOutcome::Failed(text)
+                };
+                let then = self.job_ended(outcome);
                 self.grab.fail(&message, then).await;
                 self.after_job(then);
             }
@@ -323,8 +345,15 @@ impl StdioProcess {
             (_, Some(t)) => Some((Instant::now() + t, t)),
             (_, None) => None,
         };
-        self.phase = Phase::Busy(InFlight { deadline: timeout });
-        self.send_event(Event::Busy { id: self.setup.id });
+        self.phase = Phase::Busy(InFlight {
+            function: job.function.clone(),
+            started: Instant::now(),
+            deadline: timeout,
+        });
+        self.send_event(Event::Busy {
+            id: self.setup.id,
+            function: job.function,
+        });
         self.write_job(header, job.workload).await;
     }
 
@@ -332,18 +361,15 @@ impl StdioProcess {
     /// job, or (when the process is to stop) nothing.
     fn job_ended(&mut self, outcome: JobOutcome) -> Then {
         self.jobs_done += 1;
-        self.send_event(Event::JobEnded {
-            id: self.setup.id,
-            outcome,
-        });
+        self.send_job_ended(outcome);
         let due = recycling_due(
             &self.setup.job,
             self.jobs_done,
             self.started,
             Instant::now(),
         );
-        if let Some(reason) = due {
-            self.retire(reason);
+        if let Some((why, text)) = due {
+            self.retire(why, text);
         }
         self.phase = Phase::Idle;
         if self.stop_requested || self.retire_reason.is_some() {
@@ -359,8 +385,30 @@ impl StdioProcess {
         }
     }
 
-    fn retire(&mut self, reason: String) {
+    /// The job in flight has an answer (or timed out): tell the supervisor
+    /// which, with its function and how long it took. An answer that can no
+    /// longer reach gearmand leaves the job to be handed out again.
+    fn send_job_ended(&mut self, outcome: JobOutcome) {
+        let Phase::Busy(job) = &self.phase else {
+            return;
+        };
+        let outcome = if self.grab.deliverable() {
+            outcome
+        } else {
+            JobOutcome::Requeued
+        };
+        let event = Event::JobEnded {
+            id: self.setup.id,
+            function: job.function.clone(),
+            outcome,
+            duration: job.started.elapsed(),
+        };
+        self.send_event(event);
+    }
+
+    fn retire(&mut self, why: StopReason, reason: String) {
         if self.retire_reason.is_none() && !self.stop_requested {
+            self.stop_reason.get_or_insert(why);
             tracing::info!(
                 pid = self.setup.pid,
                 job = self.job(),
@@ -374,10 +422,13 @@ impl StdioProcess {
         }
     }
 
-    fn request_stop(&mut self, retire: Option<String>) {
+    fn request_stop(&mut self, why: StopReason, retire: Option<String>) {
         match retire {
-            Some(reason) => self.retire(reason),
-            None => self.stop_requested = true,
+            Some(reason) => self.retire(why, reason),
+            None => {
+                self.stop_reason.get_or_insert(why);
+                self.stop_requested = true;
+            }
         }
         match self.phase {
             Phase::Busy(_) | Phase::Draining { .. } => {}
@@ -394,15 +445,16 @@ impl StdioProcess {
         }
         self.grab.close();
         self.stdin = None;
-        let signal = self.setup.job.stop_signal;
-        self.cause.get_or_insert(ExitCause::Stopped { signal });
+        let why = self.stop_reason.unwrap_or(StopReason::Shutdown);
+        self.cause.get_or_insert(ExitCause::Requested(why));
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
-            next: Some(signal),
+            next: Some(self.setup.job.stop_signal),
         };
     }
 
     fn kill_now(&mut self, cause: ExitCause) {
+        self.note_requeued();
         self.grab.close();
         self.stdin = None;
         self.cause.get_or_insert(cause);
@@ -419,7 +471,9 @@ impl StdioProcess {
             job = self.job(),
             "Protocol error: {message}; killing the process"
         );
-        self.kill_now(ExitCause::Unexpected(format!("protocol error: {message}")));
+        self.kill_now(ExitCause::ProtocolError(format!(
+            "protocol error: {message}"
+        )));
     }
 
     async fn on_timer(&mut self) {
@@ -452,7 +506,7 @@ impl StdioProcess {
             "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
             self.setup.shutdown_timeout.as_secs_f64()
                     );
-                    self.kill_now(ExitCause::Requested);
+                    self.kill_now(ExitCause::Requested(StopReason::Shutdown));
                 }
             }
             Phase::Draining {
@@ -475,7 +529,10 @@ impl StdioProcess {
             }
             Phase::Idle if self.lifetime_end().is_some_and(|end| now >= end) => {
                 let secs = self.setup.job.max_lifetime.unwrap_or_default().as_secs();
-                self.retire(format!("max_lifetime {secs}s reached"));
+                self.retire(
+                    StopReason::MaxLifetime,
+                    format!("max_lifetime {secs}s reached"),
+                );
                 self.begin_stop();
             }
             _ => {}
@@ -489,16 +546,16 @@ impl StdioProcess {
             job = self.job(),
             "Job {message}; killing the process"
         );
+        self.send_job_ended(JobOutcome::TimedOut(message.clone()));
         self.grab.fail(message.as_bytes(), Then::Stop).await;
-        self.send_event(Event::JobEnded {
-            id: self.setup.id,
-            outcome: JobOutcome::Failed(message),
-        });
-        self.kill_now(ExitCause::Requested);
+        // Answered: nothing in flight goes back to gearmand.
+        self.phase = Phase::Idle;
+        self.kill_now(ExitCause::Requested(StopReason::Timeout));
     }
 
     async fn reap_after_stdout_closed(&mut self) -> Option<std::process::ExitStatus> {
-        if let Ok(status) = tokio::time::timeout(KILL_GRACE, self.child.wait()).await {
+        let exited = self.exit.wait(&mut self.child);
+        if let Ok(status) = tokio::time::timeout(KILL_GRACE, exited).await {
             return status.ok();
         }
         tracing::warn!(
@@ -507,11 +564,20 @@ impl StdioProcess {
             "closed its stdout but kept running; killing it"
         );
         signal_group(self.setup.pid, Signal::SIGKILL);
-        self.child.wait().await.ok()
+        self.exit.wait(&mut self.child).await.ok()
+    }
+
+    /// A job in flight when the process is killed or dies goes back to
+    /// gearmand: its connection is dropped without an answer.
+    fn note_requeued(&mut self) {
+        if let Phase::Busy(job) = &self.phase {
+            self.requeued.get_or_insert(job.function.clone());
+        }
     }
 
     fn exited(&mut self, status: Option<std::process::ExitStatus>) {
         self.finished = true;
+        self.note_requeued();
         // Dropping the connections hands an unanswered job back to gearmand.
         self.grab.close();
         let described = status
@@ -535,11 +601,14 @@ impl StdioProcess {
         };
         // Stop the escalation timer of a process already gone.
         signal_group_if_alive(self.setup.pid);
-        self.send_event(Event::Exited {
+        let event = Event::Exited {
             id: self.setup.id,
             status,
             cause,
-        });
+            requeued: self.requeued.take(),
+            usage: self.exit.take_usage(),
+        };
+        self.send_event(event);
     }
 }
 

@@ -1,0 +1,79 @@
+//! The HTTP listener (`http_bind`): `/metrics`, `/api/status`, `/healthz`
+//! and the write endpoints, the second door onto [`crate::command`].
+//!
+//! It runs on a thread of its own with its own runtime: encoding metrics,
+//! serializing JSON and serving slow clients can never delay the
+//! supervisor's single-threaded loop, which only ever sees a request when a
+//! client asks for the status view (coalesced, see [`coalesce`]) or, with
+//! the right token, changes something.
+//!
+//! - [`bind`]: binds at start-up, so that a taken port fails it.
+//! - [`server`]: connections: the caps and timeouts that keep a hostile
+//!   client to its own connection.
+//! - [`routes`]: what each path answers, and [`WriteAccess`].
+//! - [`coalesce`]: one answer shared by every request of a short window.
+
+pub mod coalesce;
+pub mod routes;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::command::{Handle, Lifecycle};
+use crate::metrics::Exposition;
+
+pub use routes::WriteAccess;
+
+/// A bound listener, not yet serving.
+pub struct Listener {
+    socket: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:47301/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+/// Binds `addr` (`host:port`; port 0 picks a free one).
+pub fn bind(addr: &str) -> std::io::Result<Listener> {
+    let socket = std::net::TcpListener::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let addr = socket.local_addr()?;
+    Ok(Listener { socket, addr })
+}
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct Context {
+    /// The way to the supervisor's loop.
+    pub requests: Handle,
+    pub metrics: Exposition,
+    pub lifecycle: Arc<Lifecycle>,
+    pub access: WriteAccess,
+}
+
+/// Serves on a thread of its own until the process exits.
+pub fn spawn(listener: Listener, context: Context) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener.socket) {
+                    Ok(socket) => server::serve(socket, routes::router(context)).await,
+                    Err(err) => tracing::error!("HTTP listener: {err}"),
+                }
+            })
+        })?;
+    Ok(())
+}
