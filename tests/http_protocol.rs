@@ -5,6 +5,8 @@
 mod common;
 #[path = "support/endpoints.rs"]
 mod endpoints;
+#[path = "support/http.rs"]
+mod http;
 
 use common::*;
 use endpoints::{FaultEndpoint, Mode, PhpEndpoint};
@@ -410,4 +412,68 @@ fn the_driveshaft_readme_example_imports_and_runs() {
         "{status:?}"
     );
     assert!(driver.terminate(Duration::from_secs(30)).success());
+}
+
+/// An http job in `/api/status` and `/metrics` like any other: its slots
+/// (pid null), done/failed/timeouts, and the exits of killed slots.
+#[test]
+fn http_jobs_show_in_the_status_api_and_metrics_like_any_other() {
+    let gearmand = Gearmand::start();
+    let endpoint = FaultEndpoint::start(Mode::Serve);
+    let lib = Lib::new();
+    lib.file(
+        "M/W.toml",
+        &http_worker(
+            &endpoint.url(),
+            "",
+            "[jobs.f]\nmin_processes = 1\nmax_processes = 2\ntimeout = 1\n",
+        ),
+    );
+    let driver = http::start_driver(&lib, &gearmand, "M", &["--interval", "0.5"]);
+    let base = http::base_url(&driver);
+    let job = "M::W::f";
+    driver.wait_processes(job, 1, Duration::from_secs(10));
+    assert!(submit(&gearmand, job, b"ok").result.is_some());
+    assert!(submit(&gearmand, job, b"status:500").result.is_none());
+    assert!(submit(&gearmand, job, b"sleep:5000:late").result.is_none());
+    assert_eq!(driver.console(&format!("killall {job}")), vec!["OK"]);
+
+    let series = |outcome: &str| {
+        format!(
+            "gearman_driver_jobs_total{{job=\"{job}\",function=\"{job}\",outcome=\"{outcome}\"}}"
+        )
+    };
+    let killed = format!("gearman_driver_process_exits_total{{job=\"{job}\",cause=\"killed\"}}");
+    let (status, metrics) = wait_for(
+        Duration::from_secs(20),
+        "the http job in both views",
+        || {
+            let status = http::get(&format!("{base}/api/status")).json();
+            let metrics = http::get(&format!("{base}/metrics")).body;
+            let view = status["jobs"]
+                .as_array()?
+                .iter()
+                .find(|j| j["name"] == job)?
+                .clone();
+            let counted = (&view["done"], &view["failed"], &view["timeouts"])
+                == (&1.into(), &1.into(), &1.into());
+            let exported = ["done", "failed", "timeout"]
+                .iter()
+                .all(|o| http::sample(&metrics, &series(o)) == Some(1.0))
+                && http::sample(&metrics, &killed) == Some(1.0);
+            let replaced = view["processes"]["idle"] == 1;
+            (counted && exported && replaced).then_some((status, metrics))
+        },
+    );
+    let slots: Vec<&serde_json::Value> = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["job"] == job)
+        .collect();
+    assert_eq!(slots.len(), 1, "{status}");
+    assert!(slots[0]["pid"].is_null(), "a slot has no PID: {}", slots[0]);
+    assert_eq!(slots[0]["state"], "idle");
+    let idle = format!("gearman_driver_processes{{job=\"{job}\",state=\"idle\"}}");
+    assert_eq!(http::sample(&metrics, &idle), Some(1.0), "{metrics}");
 }
