@@ -91,6 +91,7 @@ impl Pools for FakePools {
             servers: vec![],
             jobs,
             processes: vec![],
+            schedules: self.schedules.clone(),
         }
     }
     fn reload(&mut self) -> ReloadOutcome {
