@@ -104,6 +104,7 @@ impl Pools for FakePools {
             servers: vec![],
             jobs,
             processes: vec![],
+            schedules: self.schedules.clone(),
         }
     }
     fn reload(&mut self) -> ReloadOutcome {

@@ -20,6 +20,8 @@ pub struct Overview {
     pub jobs: Vec<JobView>,
     /// Sorted by job, then PID.
     pub processes: Vec<ProcessView>,
+    /// The `[[schedule]]` entries, sorted by name.
+    pub schedules: Vec<crate::schedule::ScheduleState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -166,7 +166,10 @@ impl Supervisor {
             self.admin_token.subscribe(),
         );
         if let Some(listener) = doors.http {
-            let metrics = self.metrics.get_or_insert_with(crate::metrics::new);
+            let schedules = self.schedules.clone();
+            let metrics = self
+                .metrics
+                .get_or_insert_with(|| crate::metrics::new(schedules));
             crate::http::spawn(
                 listener,
                 crate::http::Context {

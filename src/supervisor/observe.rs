@@ -155,6 +155,7 @@ impl Supervisor {
             servers: self.server_views(),
             jobs: self.job_views(),
             processes: self.process_views(),
+            schedules: self.schedules.states(),
         }
     }
 
