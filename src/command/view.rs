@@ -69,7 +69,8 @@ pub struct JobView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessView {
-    pub pid: u32,
+    /// `None` (JSON `null`) for an http slot.
+    pub pid: Option<u32>,
     pub job: String,
     /// starting, idle, busy or stopping.
     pub state: &'static str,

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod driver_file;
 pub mod error;
+pub mod http_worker;
 pub mod isolation;
 pub mod jobs;
 pub mod perl;
@@ -17,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cli::{Cli, Command, RunFlags};
+pub use cli::{Cli, Command, ImportFlags, RunFlags};
 pub use driver_file::{DriverFile, RuntimeAttrs};
 pub use error::{ConfigError, ConfigErrors};
+pub use http_worker::{HttpEndpoint, RequestFormat};
 pub use jobs::{FunctionSpec, JobSpec};
 pub use worker_file::Protocol;
 
@@ -436,7 +438,10 @@ pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
                 j.max_processes.to_string(),
                 j.protocol.as_str().to_string(),
                 j.function_names().join(","),
-                shell_words::join(&j.command),
+                match &j.endpoint {
+                    Some(endpoint) => endpoint.url.clone(),
+                    None => shell_words::join(&j.command),
+                },
             ]
         })
         .collect();

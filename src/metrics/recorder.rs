@@ -77,6 +77,7 @@ pub fn cause_label(cause: &ExitCause, killed_by_operator: bool) -> &'static str 
             StopReason::Timeout => "timeout",
             StopReason::Reload => "reload",
             StopReason::Shutdown => "shutdown",
+            StopReason::Killed => "killed",
         },
         ExitCause::Unexpected(_) => "crash",
         ExitCause::ProtocolError(_) => "protocol_error",
@@ -188,8 +189,8 @@ impl Recorder {
     /// still listed in `job`).
     pub fn on_event(&mut self, name: &str, job: &Job, event: &Event, killed_by_operator: bool) {
         match event {
-            Event::Ready { pid } => {
-                let seen = job.procs.get(pid).and_then(|p| p.backlog_seen);
+            Event::Ready { id } => {
+                let seen = job.procs.get(id).and_then(|p| p.backlog_seen);
                 if let Some(seen) = seen {
                     let h = self.handles(name, job);
                     h.scale_up.observe(seen.elapsed().as_secs_f64());
@@ -208,20 +209,20 @@ impl Recorder {
                 }
             }
             Event::Exited {
-                pid,
+                id,
                 cause,
                 requeued,
                 usage,
                 ..
             } => {
-                let proc = job.procs.get(pid);
+                let proc = job.procs.get(id);
                 let cpu_before = proc
                     .and_then(|p| p.usage.last)
                     .map_or(0.0, |u| u.cpu_seconds);
                 let resident: u64 = job
                     .procs
                     .iter()
-                    .filter(|(p, _)| *p != pid)
+                    .filter(|(p, _)| *p != id)
                     .filter_map(|(_, p)| p.usage.last.map(|u| u.rss_bytes))
                     .sum();
                 if let Some(function) = requeued {
