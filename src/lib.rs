@@ -38,12 +38,18 @@
 //! - [`notify`]: systemd notification (READY, STATUS, RELOADING, STOPPING,
 //!   WATCHDOG) when run as a `Type=notify` service.
 //! - [`exec_slot`]: the resident helper behind the `exec` protocol.
+//! - [`driveshaft_import`]: `import-driveshaft`, a driveshaft jobs config
+//!   to worker files and a driver config.
+//! - [`endpoint`]: the `http` protocol's client side: driveshaft's request
+//!   and response format, and the keep-alive client that POSTs jobs.
 
 pub mod access;
 pub mod command;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod driveshaft_import;
+pub mod endpoint;
 pub mod exec_slot;
 pub mod gearman;
 pub mod history;

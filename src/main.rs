@@ -3,14 +3,17 @@
 
 use std::process::ExitCode;
 
-use gearman_driver::config::{self, Cli, Command, RunFlags};
-use gearman_driver::{console, daemon, exec_slot, http, logging, schedule, supervisor};
+use gearman_driver::config::{self, Cli, Command, ImportFlags, RunFlags};
+use gearman_driver::{
+    console, daemon, driveshaft_import, exec_slot, http, logging, schedule, supervisor,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     match cli.command {
         Some(Command::Check) => check(&cli.flags),
         Some(Command::ExecSlot { command }) => ExitCode::from(exec_slot::main(command) as u8),
+        Some(Command::ImportDriveshaft(flags)) => import_driveshaft(&flags),
         Some(Command::Run) | None => run(cli.flags),
     }
 }
@@ -27,6 +30,49 @@ fn check(flags: &RunFlags) -> ExitCode {
         }
         Err(errors) => {
             eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes the files, then loads them as `check` would, so that what was
+/// written is known to start.
+fn import_driveshaft(flags: &ImportFlags) -> ExitCode {
+    let options = driveshaft_import::ImportOptions {
+        max_running_time: flags.max_running_time,
+    };
+    let converted =
+        match driveshaft_import::import(&flags.jobsconfig, &flags.out, flags.force, &options) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(1);
+            }
+        };
+    for note in &converted.notes {
+        eprintln!("note: {note}");
+    }
+    for (rel, _) in &converted.files {
+        println!("wrote {}", flags.out.join(rel).display());
+    }
+    let config_file = flags.out.join("driver.toml");
+    let run_flags = RunFlags {
+        config: Some(config_file.clone()),
+        ..RunFlags::default()
+    };
+    match config::load(&run_flags) {
+        Ok(loaded) => {
+            print!("\n{}", config::job_table(&loaded.jobs));
+            println!(
+                "\nRun it: gearman-driver --config {}",
+                config_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("the written files do not load:\n{errors}");
             ExitCode::from(1)
         }
     }
@@ -91,7 +137,7 @@ fn run(flags: RunFlags) -> ExitCode {
     let result = runtime.block_on(async {
         // The socket file lives as long as the supervisor runs, and is
         // removed when it returns, cleanly or not.
-        let (console, _socket_file) = console::bind_all(&settings).await?;
+        let (listeners, _socket_file) = console::bind_all(&settings).await?;
         let http = match &settings.http_bind {
             None => None,
             Some(addr) => match http::bind(addr) {
@@ -119,11 +165,11 @@ fn run(flags: RunFlags) -> ExitCode {
                 }
             },
         };
-        let doors = supervisor::Doors { console, http };
-        supervisor::Supervisor::new(loaded, flags)
-            .run(doors)
-            .await
-            .map_err(|e| e.to_string())
+        let doors = supervisor::Doors {
+            console: listeners,
+            http,
+        };
+        supervisor::Supervisor::new(loaded, flags).run(doors).await.map_err(|e| e.to_string())
     });
     drop(pid_file);
     // Process tasks may still hold pipes; do not wait for them.

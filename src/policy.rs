@@ -15,7 +15,10 @@
 
 use std::time::{Duration, Instant};
 
-/// What the supervisor knows of one process.
+use crate::supervisor::WorkerId;
+
+/// What the supervisor knows of one pool member (a process or an http
+/// slot: the policy does not tell them apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcState {
     /// Spawned, not yet ready for jobs.
@@ -30,7 +33,7 @@ pub enum ProcState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcView {
-    pub pid: u32,
+    pub id: WorkerId,
     pub state: ProcState,
 }
 
@@ -65,12 +68,12 @@ pub enum Action {
     },
     /// Stop an idle or starting process now.
     Stop {
-        pid: u32,
+        id: WorkerId,
         idle_for: Duration,
     },
     /// Stop a busy process once its current job ends.
     StopAfterJob {
-        pid: u32,
+        id: WorkerId,
     },
 }
 
@@ -144,7 +147,7 @@ fn idle_sorted<'a>(live: &[&'a ProcView], now: Instant) -> Vec<(&'a ProcView, Du
         .iter()
         .filter_map(|p| idle_for(p, now).map(|d| (*p, d)))
         .collect();
-    idle.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
+    idle.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
     idle
 }
 
@@ -154,7 +157,7 @@ fn idle_surplus(live: &[&ProcView], surplus: usize, ctx: &Context) -> Vec<Action
         .filter(|(_, d)| *d >= ctx.max_idle_time)
         .take(surplus)
         .map(|(p, d)| Action::Stop {
-            pid: p.pid,
+            id: p.id,
             idle_for: d,
         })
         .collect()
@@ -167,19 +170,19 @@ fn trim_to_max(live: &[&ProcView], surplus: usize, now: Instant) -> Vec<Action> 
         .iter()
         .filter(|p| p.state == ProcState::Starting)
         .map(|p| Action::Stop {
-            pid: p.pid,
+            id: p.id,
             idle_for: Duration::ZERO,
         });
     let idle = idle_sorted(live, now)
         .into_iter()
         .map(|(p, d)| Action::Stop {
-            pid: p.pid,
+            id: p.id,
             idle_for: d,
         });
     let busy = live
         .iter()
         .filter(|p| p.state == ProcState::Busy)
-        .map(|p| Action::StopAfterJob { pid: p.pid });
+        .map(|p| Action::StopAfterJob { id: p.id });
     starting.chain(idle).chain(busy).take(surplus).collect()
 }
 
@@ -193,12 +196,46 @@ mod tests {
         }
     }
 
+    fn w(pid: u32) -> WorkerId {
+        WorkerId::process(u64::from(pid - 100), pid)
+    }
+
+    #[test]
+    fn slots_scale_like_processes() {
+        let now = Instant::now();
+        let slots = [
+            ProcView {
+                id: WorkerId::slot(7),
+                state: at(now, 30),
+            },
+            ProcView {
+                id: WorkerId::slot(8),
+                state: ProcState::Busy,
+            },
+        ];
+        assert_eq!(
+            decide(&job(0, 4, &slots, Some(0)), &ctx(now, 10, true)),
+            vec![Action::Stop {
+                id: WorkerId::slot(7),
+                idle_for: Duration::from_secs(30)
+            }]
+        );
+        let busy = [slots[1]];
+        assert_eq!(
+            decide(&job(0, 4, &busy, Some(5)), &ctx(now, 10, false)),
+            vec![Action::Start {
+                count: 3,
+                reason: StartReason::Backlog
+            }]
+        );
+    }
+
     fn procs(states: &[ProcState]) -> Vec<ProcView> {
         states
             .iter()
             .enumerate()
             .map(|(i, s)| ProcView {
-                pid: 100 + i as u32,
+                id: w(100 + i as u32),
                 state: *s,
             })
             .collect()
@@ -301,7 +338,7 @@ mod tests {
         assert_eq!(
             decide(&job(0, 3, &p, Some(0)), &ctx(now, 2, true)),
             vec![Action::Stop {
-                pid: 100,
+                id: w(100),
                 idle_for: Duration::from_secs(5)
             }]
         );
@@ -317,7 +354,7 @@ mod tests {
         assert_eq!(
             a,
             vec![Action::Stop {
-                pid: 100,
+                id: w(100),
                 idle_for: Duration::from_secs(50)
             }]
         );
@@ -351,14 +388,14 @@ mod tests {
             a,
             vec![
                 Action::Stop {
-                    pid: 103,
+                    id: w(103),
                     idle_for: Duration::ZERO
                 },
                 Action::Stop {
-                    pid: 101,
+                    id: w(101),
                     idle_for: Duration::from_secs(1)
                 },
-                Action::StopAfterJob { pid: 100 },
+                Action::StopAfterJob { id: w(100) },
             ]
         );
     }

@@ -4,6 +4,8 @@
 //! counts failed runs, and bad entries are refused with file, key and line.
 
 mod common;
+#[path = "support/http.rs"]
+mod http;
 use common::*;
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,8 +42,29 @@ fn start(lib: &Lib, servers: &str, config: &std::path::Path) -> Driver {
         lib,
         servers,
         "T",
-        &["--interval", "0.5", "--config", config.to_str().unwrap()],
+        &[
+            "--interval",
+            "0.5",
+            "--config",
+            config.to_str().unwrap(),
+            "--http-bind",
+            "127.0.0.1:0",
+        ],
     )
+}
+
+/// `gearman_driver_schedule_runs_total{schedule, result}` from `/metrics`.
+fn runs_metric(driver: &Driver, schedule: &str, result: &str) -> u64 {
+    let metrics = http::get(&format!("{}/metrics", http::base_url(driver))).body;
+    let series = format!(
+        "gearman_driver_schedule_runs_total{{schedule=\"{schedule}\",result=\"{result}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+        .parse()
+        .unwrap()
 }
 
 /// The lines the recording worker wrote so far.
@@ -229,6 +252,12 @@ fn a_down_gearmand_counts_a_failed_run_and_the_next_one_is_tried() {
         failure.contains(&format!("no server accepted it (127.0.0.1:{port}:")),
         "the log says which server refused: {failure}"
     );
+    assert!(runs_metric(&driver, "beat", "failed") >= 1);
+    let status = http::get(&format!("{}/api/status", http::base_url(&driver))).json();
+    let beat = &status["schedules"][0];
+    assert_eq!(beat["name"], "beat", "{status}");
+    assert!(beat["runs"]["failed"].as_u64().unwrap() >= 1, "{beat}");
+    assert!(beat["next_run"].as_i64().unwrap() > 0, "{beat}");
 
     // gearmand comes back: the next runs are submitted as usual.
     let before = runs(&out).len();
@@ -246,6 +275,7 @@ fn a_down_gearmand_counts_a_failed_run_and_the_next_one_is_tried() {
                 .filter(|r| r.ends_with(&format!("submitted to 127.0.0.1:{port}")))
         },
     );
+    assert!(runs_metric(&driver, "beat", "submitted") >= 2);
 }
 
 /// The `schedules` line of one schedule.

@@ -5,7 +5,8 @@
 //!
 //! - throughput of 4 reverse workers: a plain Gearman worker (the ceiling),
 //!   the driver's stdio protocol with the Rust and the Python helper, the exec
-//!   protocol running `rev`, and the C CLI's `gearman -w -- rev`;
+//!   protocol running `rev`, the C CLI's `gearman -w -- rev`, and the http
+//!   protocol's slots against a keep-alive Rust endpoint;
 //! - how fast the driver scales a job from 0 to 8 processes for a burst,
 //!   cold start after cold start (the pool reaped to zero between rounds);
 //! - the supervisor's footprint: idle CPU and RSS, start-up of 1,000
@@ -65,6 +66,10 @@ struct Args {
     /// Throughput runs per variant, the median is reported (default 3; 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
+    /// Slots of the http variant (default 4, as many as the other variants'
+    /// processes; slots cost no process, so a user may well run more).
+    #[arg(long, default_value_t = throughput::PROCESSES)]
+    http_slots: usize,
     /// Do not run cargo build; use the binaries already under target/release.
     #[arg(long)]
     no_build: bool,
@@ -91,6 +96,8 @@ pub struct Env {
     pub driver: PathBuf,
     pub reverse_worker: PathBuf,
     pub plain_worker: PathBuf,
+    pub http_endpoint: PathBuf,
+    pub http_slots: usize,
     pub reverse_py: PathBuf,
     pub python: PathBuf,
     pub gearmand: PathBuf,
@@ -191,6 +198,8 @@ fn env(args: &Args, root: &Path) -> Result<Env> {
         driver: binary(&release, "gearman-driver")?,
         reverse_worker: binary(&release, "reverse-worker")?,
         plain_worker: binary(&release, "plain-reverse-worker")?,
+        http_endpoint: binary(&release, "http-reverse-endpoint")?,
+        http_slots: args.http_slots,
         reverse_py: root.join("workers/python/reverse.py"),
         python: python()?,
         gearmand: gearmand::locate(args.gearmand.as_deref())?,

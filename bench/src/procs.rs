@@ -45,6 +45,11 @@ impl Guard {
         self.child.id()
     }
 
+    /// The child's stdout, if it was piped (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// `Some(description)` if the process has exited.
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {

@@ -179,6 +179,9 @@ const METHOD: &str = "
   reference), so drift on the machine between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
   (part of this crate), a worker that speaks Gearman itself; the C CLI row is
   `gearman -w -f reverse -- rev`, one `rev` per job, like the exec protocol.
+  The http row runs 4 slots (`--http-slots`) of an `http` job POSTing to
+  `http-reverse-endpoint` (part of this crate: one thread, keep-alive,
+  `TCP_NODELAY`), which answers driveshaft's JSON with the workload reversed.
 - **Metrics cost**: the stdio Rust variant again, with `--http-bind` set and a
   thread fetching `/metrics` and `/api/status` every second (a new connection
   each, every answer checked to be a 200) through warm-up and measurement;

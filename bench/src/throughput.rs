@@ -42,16 +42,19 @@ pub enum Variant {
     Exec,
     /// `gearman -w -f reverse -- rev` (the C CLI), without the driver.
     GearmanCli,
+    /// gearman-driver, http protocol: 4 slots POSTing to a keep-alive Rust endpoint.
+    Http,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Plain,
         Variant::StdioRust,
         Variant::StdioRustMetrics,
         Variant::StdioPython,
         Variant::Exec,
         Variant::GearmanCli,
+        Variant::Http,
     ];
 
     fn label(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Variant {
             Variant::StdioPython => "driver stdio, Python reverse.py",
             Variant::Exec => "driver exec, `rev`",
             Variant::GearmanCli => "`gearman -w -- rev` (C CLI)",
+            Variant::Http => "driver http, keep-alive Rust endpoint",
         }
     }
 
@@ -73,6 +77,7 @@ impl Variant {
             Variant::StdioPython => "stdio-python",
             Variant::Exec => "exec",
             Variant::GearmanCli => "gearman-cli",
+            Variant::Http => "http",
         }
     }
 }
@@ -125,6 +130,12 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
         thousands(settings.jobs as f64),
         settings.runs
     ));
+    if settings.variants.contains(&Variant::Http) && env.http_slots != PROCESSES {
+        env.note(format!(
+            "Throughput: the http variant ran {} slots.",
+            env.http_slots
+        ));
+    }
     let mut rows: Vec<Row> = Variant::ALL
         .iter()
         .filter(|v| settings.variants.contains(v))
@@ -163,6 +174,7 @@ fn target(v: Variant) -> &'static str {
         Variant::StdioRust => "≥ 0.75 × ceiling",
         Variant::StdioRustMetrics => "≥ 0.97 × metrics off",
         Variant::Exec => "≥ 1.0 × C CLI",
+        Variant::Http => "≥ 0.5 × ceiling",
         _ => "",
     }
 }
@@ -207,6 +219,7 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
         Variant::StdioRust => ceiling.map(|r| r >= 0.75),
         Variant::StdioRustMetrics => metrics_off.map(|r| r >= 0.97),
         Variant::Exec => cli.map(|r| r >= 1.0),
+        Variant::Http => ceiling.map(|r| r >= 0.5),
         _ => None,
     };
     match reference {
@@ -220,6 +233,7 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
     }
 }
 
+/// One measurement on a fresh gearmand: jobs per second.
 /// One measurement's figures.
 struct Measured {
     rate: f64,
@@ -227,13 +241,16 @@ struct Measured {
     driver_cpu_per_job: Option<f64>,
 }
 
-/// One measurement on a fresh gearmand.
 fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
     let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
+    warm_up(&gearmand, &workers.function, jobs)?;
     let driver = workers._driver.as_ref().map(|d| d.pid());
-    let measured = measure_rate(&gearmand, &workers.function, jobs, driver)?;
+    let cpu_before = driver.map(cpu_time).transpose()?;
+    let result = load(&gearmand.addr(), &workers.function, jobs)?;
+    result.verify()?;
+    let cpu_after = driver.map(cpu_time).transpose()?;
     if let Some(scraper) = &workers.scraper {
         let failures = scraper.failures.load(Ordering::Relaxed);
         if failures > 0 {
@@ -243,32 +260,6 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
             bail!("the driver's HTTP listener was never scraped");
         }
     }
-    Ok(measured)
-}
-
-/// Jobs per second of `function` once [`PROCESSES`] workers serve it: a
-/// warm-up batch, then `jobs` reverse jobs, every result checked.
-pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
-    Ok(measure_rate(gearmand, function, jobs, None)?.rate)
-}
-
-/// As [`rate`], with the CPU the supervisor `driver` (a PID) spent per job
-/// over the measured batch.
-fn measure_rate(
-    gearmand: &Gearmand,
-    function: &str,
-    jobs: usize,
-    driver: Option<u32>,
-) -> Result<Measured> {
-    gearmand
-        .admin()?
-        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
-    let warm_up = (jobs / 10).clamp(100, 1_000);
-    load(&gearmand.addr(), function, warm_up)?.verify()?;
-    let cpu_before = driver.map(cpu_time).transpose()?;
-    let result = load(&gearmand.addr(), function, jobs)?;
-    result.verify()?;
-    let cpu_after = driver.map(cpu_time).transpose()?;
     let driver_cpu_per_job = cpu_before
         .zip(cpu_after)
         .map(|(before, after)| (after - before).as_secs_f64() / jobs as f64);
@@ -276,6 +267,25 @@ fn measure_rate(
         rate: jobs as f64 / result.elapsed.as_secs_f64(),
         driver_cpu_per_job,
     })
+}
+
+/// Jobs per second of `function` once [`PROCESSES`] workers serve it: a
+/// warm-up batch, then `jobs` reverse jobs, every result checked.
+pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
+    warm_up(gearmand, function, jobs)?;
+    let result = load(&gearmand.addr(), function, jobs)?;
+    result.verify()?;
+    Ok(jobs as f64 / result.elapsed.as_secs_f64())
+}
+
+/// Waits for [`PROCESSES`] workers of `function`, then runs a checked
+/// warm-up batch of a tenth of `jobs` (100 to 1,000).
+fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
+    gearmand
+        .admin()?
+        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
+    let warm_up = (jobs / 10).clamp(100, 1_000);
+    load(&gearmand.addr(), function, warm_up)?.verify()
 }
 
 /// The worker processes of one variant; stopped when dropped.
@@ -336,7 +346,32 @@ fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Resu
             "stdio",
         ),
         Variant::Exec => under_driver(env, gearmand, dir, "Exec", &["rev"], "exec"),
+        Variant::Http => http_slots(env, gearmand, dir),
     }
+}
+
+/// The endpoint, then the driver with an http job of 4 slots POSTing to it.
+fn http_slots(env: &Env, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
+    let mut cmd = Command::new(&env.http_endpoint);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("endpoint.stderr"))?);
+    let mut endpoint = Guard::spawn(&mut cmd, "http-reverse-endpoint", None)?;
+    let stdout = endpoint
+        .take_stdout()
+        .context("the endpoint's stdout is piped")?;
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut port)?;
+    let port: u16 = port
+        .trim()
+        .parse()
+        .with_context(|| format!("the endpoint printed {port:?}, not its port"))?;
+    let body = format!(
+        "protocol = \"http\"\nurl = \"http://127.0.0.1:{port}/job\"\n\n[jobs.reverse]\nmin_processes = {slots}\nmax_processes = {slots}\n",
+        slots = env.http_slots
+    );
+    let mut workers = driver_with(env, gearmand, dir, "Http", &body, &[])?;
+    workers._guards.push(endpoint);
+    Ok(workers)
 }
 
 /// [`PROCESSES`] copies of a worker that speaks Gearman itself, stopped when dropped.
@@ -384,12 +419,25 @@ fn under_driver_with(
     (module, argv, protocol): (&str, &[&str], &str),
     extra: &[&str],
 ) -> Result<Workers> {
-    let lib = dir.join("lib");
     let body = format!(
         "command = {}\nprotocol = \"{protocol}\"\n\n[jobs.reverse]\nmin_processes = {PROCESSES}\nmax_processes = {PROCESSES}\n",
         toml_argv(argv)
     );
-    write_file(&lib, &format!("Bench/{module}.toml"), &body, false)?;
+    driver_with(env, gearmand, dir, module, &body, extra)
+}
+
+/// Writes `body` as `Bench/<module>.toml` into a lib dir of its own and
+/// starts the driver on it.
+fn driver_with(
+    env: &Env,
+    gearmand: &Gearmand,
+    dir: &Path,
+    module: &str,
+    body: &str,
+    extra: &[&str],
+) -> Result<Workers> {
+    let lib = dir.join("lib");
+    write_file(&lib, &format!("Bench/{module}.toml"), body, false)?;
     let namespace = format!("Bench::{module}");
     let driver = Driver::start(&DriverOptions {
         binary: &env.driver,

@@ -2,6 +2,7 @@
 //! Gearman::Driver's console made them, and their error texts.
 
 use super::{Answer, Count, ErrorKind, Pools, ReloadOutcome, Request};
+use crate::supervisor::WorkerId;
 
 /// Answers one request. Requests that change state are logged with the peer
 /// by the caller (see [`audit`]).
@@ -102,9 +103,11 @@ fn invalid_job(name: &str) -> Answer {
 }
 
 fn show(pools: &mut dyn Pools, job: &str) -> Answer {
-    let Some(pids) = pools.job_pids(job) else {
+    let Some(members) = pools.job_members(job) else {
         return invalid_job(job);
     };
+    // Slots have no PID to show.
+    let pids = members.iter().filter_map(WorkerId::pid).collect();
     match pools.job_rows().into_iter().find(|r| r.name == job) {
         Some(row) => Answer::Show { row, pids },
         None => invalid_job(job),
@@ -152,7 +155,10 @@ fn set_limits(pools: &mut dyn Pools, job: &str, min: Option<Count>, max: Option<
 }
 
 fn kill(pools: &mut dyn Pools, pids: &[u32]) -> Answer {
-    let ours: Vec<u32> = pids.iter().copied().filter(|p| pools.owns(*p)).collect();
+    let ours: Vec<WorkerId> = pids
+        .iter()
+        .filter_map(|p| pools.member_with_pid(*p))
+        .collect();
     if ours.is_empty() {
         return Answer::failed(
             ErrorKind::InvalidValue,
@@ -172,14 +178,14 @@ fn killall(pools: &mut dyn Pools, jobs: &[String]) -> Answer {
     } else {
         jobs.to_vec()
     };
-    let mut pids = Vec::new();
+    let mut members = Vec::new();
     for name in &names {
-        match pools.job_pids(name) {
-            Some(mut p) => pids.append(&mut p),
+        match pools.job_members(name) {
+            Some(mut m) => members.append(&mut m),
             None => return invalid_job(name),
         }
     }
-    pools.kill(&pids);
+    pools.kill(&members);
     Answer::Ok
 }
 
@@ -302,12 +308,12 @@ mod tests {
             ),
             Answer::Ok
         );
-        assert_eq!(p.killed, vec![10]);
+        assert_eq!(p.killed_pids(), vec!["10"]);
         let all = Request::KillAll {
             jobs: vec!["*".into()],
         };
         assert_eq!(execute(&mut p, &all), Answer::Ok);
-        assert_eq!(p.killed, vec![10, 10, 11, 20]);
+        assert_eq!(p.killed_pids(), vec!["10", "10", "11", "20"]);
         let partly_unknown = Request::KillAll {
             jobs: vec!["J::a".into(), "nope".into()],
         };
@@ -320,6 +326,21 @@ mod tests {
             error_of(execute(&mut p, &Request::KillAll { jobs: vec![] })),
             "ERR invalid_value: no job_names given"
         );
+    }
+
+    #[test]
+    fn slots_are_reached_by_killall_only_and_show_lists_no_pid_for_them() {
+        let mut p = FakePools::two_jobs();
+        p.jobs.get_mut("J::a").unwrap().2.push(WorkerId::slot(99));
+        let killall = Request::KillAll {
+            jobs: vec!["J::a".into()],
+        };
+        assert_eq!(execute(&mut p, &killall), Answer::Ok);
+        assert!(p.killed.contains(&WorkerId::slot(99)));
+        match execute(&mut p, &Request::Show { job: "J::a".into() }) {
+            Answer::Show { pids, .. } => assert_eq!(pids, vec![10, 11]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use super::view::{JobView, Overview, StateCounts};
 use super::{JobRow, Pools, ProcRow, ReloadOutcome};
 use crate::schedule::ScheduleState;
+use crate::supervisor::WorkerId;
 
 /// Pools in memory, for the command layer's and the doors' unit tests.
 #[derive(Default)]
 pub struct FakePools {
-    pub jobs: BTreeMap<String, (u32, u32, Vec<u32>)>,
-    pub killed: Vec<u32>,
+    pub jobs: BTreeMap<String, (u32, u32, Vec<WorkerId>)>,
+    pub killed: Vec<WorkerId>,
     pub shut: bool,
     pub schedules: Vec<ScheduleState>,
 }
@@ -18,9 +19,17 @@ pub struct FakePools {
 impl FakePools {
     pub fn two_jobs() -> FakePools {
         let mut p = FakePools::default();
-        p.jobs.insert("J::a".into(), (1, 5, vec![10, 11]));
-        p.jobs.insert("J::long_name".into(), (0, 12, vec![20]));
+        let process = |pid| WorkerId::process(u64::from(pid), pid);
+        p.jobs
+            .insert("J::a".into(), (1, 5, vec![process(10), process(11)]));
+        p.jobs
+            .insert("J::long_name".into(), (0, 12, vec![process(20)]));
         p
+    }
+
+    /// What `kill` was given, as `ps` shows the members.
+    pub fn killed_pids(&self) -> Vec<String> {
+        self.killed.iter().map(WorkerId::to_string).collect()
     }
 }
 
@@ -39,7 +48,7 @@ impl Pools for FakePools {
             })
             .collect()
     }
-    fn job_pids(&self, name: &str) -> Option<Vec<u32>> {
+    fn job_members(&self, name: &str) -> Option<Vec<WorkerId>> {
         self.jobs.get(name).map(|j| j.2.clone())
     }
     fn limits(&self, name: &str) -> Option<(u32, u32)> {
@@ -50,11 +59,15 @@ impl Pools for FakePools {
         j.0 = min.unwrap_or(j.0);
         j.1 = max.unwrap_or(j.1);
     }
-    fn owns(&self, pid: u32) -> bool {
-        self.jobs.values().any(|j| j.2.contains(&pid))
+    fn member_with_pid(&self, pid: u32) -> Option<WorkerId> {
+        self.jobs
+            .values()
+            .flat_map(|j| j.2.iter())
+            .find(|m| m.pid() == Some(pid))
+            .copied()
     }
-    fn kill(&mut self, pids: &[u32]) {
-        self.killed.extend(pids);
+    fn kill(&mut self, members: &[WorkerId]) {
+        self.killed.extend(members);
     }
     fn proc_rows(&self) -> Vec<ProcRow> {
         vec![]
@@ -91,6 +104,7 @@ impl Pools for FakePools {
             servers: vec![],
             jobs,
             processes: vec![],
+            schedules: self.schedules.clone(),
         }
     }
     fn reload(&mut self) -> ReloadOutcome {

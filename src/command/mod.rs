@@ -29,6 +29,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::schedule::ScheduleState;
+use crate::supervisor::WorkerId;
 
 pub use execute::{audit, execute, version};
 pub use view::Overview;
@@ -78,11 +79,13 @@ pub enum Request {
         min: Option<Count>,
         max: Option<Count>,
     },
-    /// SIGTERM to those of `pids` that are ours.
+    /// SIGTERM to those of `pids` that are ours (a slot has no PID: only
+    /// `killall` reaches it).
     Kill {
         pids: Vec<u32>,
     },
-    /// Every process of the jobs; `*` alone means every job.
+    /// Every member of the jobs (processes and slots); `*` alone means
+    /// every job.
     KillAll {
         jobs: Vec<String>,
     },
@@ -212,8 +215,8 @@ pub enum Answer {
         pids: Vec<u32>,
     },
     Processes(Vec<ProcRow>),
-    Overview(Box<Overview>),
     Schedules(Vec<ScheduleState>),
+    Overview(Box<Overview>),
     /// `quit`: the door closes the conversation.
     Close,
     /// Failed; `details` are further lines (a rejected reload's errors).
@@ -248,10 +251,11 @@ pub struct JobRow {
     pub lasterror_msg: String,
 }
 
-/// A process's row: the console's `ps` line, before formatting.
+/// A member's row: the console's `ps` line, before formatting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcRow {
-    pub pid: u32,
+    /// `None` for an http slot.
+    pub pid: Option<u32>,
     pub job: String,
     pub state: String,
     pub jobs_done: u64,
@@ -272,12 +276,14 @@ pub enum ReloadOutcome {
 pub trait Pools {
     /// Every job, sorted by name.
     fn job_rows(&mut self) -> Vec<JobRow>;
-    fn job_pids(&self, name: &str) -> Option<Vec<u32>>;
+    /// The job's members (processes and slots), or `None` for no such job.
+    fn job_members(&self, name: &str) -> Option<Vec<WorkerId>>;
     fn limits(&self, name: &str) -> Option<(u32, u32)>;
     fn set_limits(&mut self, name: &str, min: Option<u32>, max: Option<u32>);
-    fn owns(&self, pid: u32) -> bool;
-    /// SIGTERM to those of `pids` that are ours.
-    fn kill(&mut self, pids: &[u32]);
+    /// The member with this PID, if it is ours.
+    fn member_with_pid(&self, pid: u32) -> Option<WorkerId>;
+    /// Ends the members: SIGTERM to processes, a slot stops at once.
+    fn kill(&mut self, members: &[WorkerId]);
     fn proc_rows(&self) -> Vec<ProcRow>;
     fn overview(&mut self) -> Overview;
     fn shutdown(&mut self);

@@ -20,6 +20,8 @@ pub struct Overview {
     pub jobs: Vec<JobView>,
     /// Sorted by job, then PID.
     pub processes: Vec<ProcessView>,
+    /// The `[[schedule]]` entries, sorted by name.
+    pub schedules: Vec<crate::schedule::ScheduleState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,7 +69,8 @@ pub struct JobView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessView {
-    pub pid: u32,
+    /// `None` (JSON `null`) for an http slot.
+    pub pid: Option<u32>,
     pub job: String,
     /// starting, idle, busy or stopping.
     pub state: &'static str,

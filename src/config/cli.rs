@@ -105,6 +105,9 @@ pub enum Command {
     Run,
     /// Load and validate the config and worker files, print the job table, exit 0 (or print the errors, exit 1).
     Check,
+    /// Write worker files and a driver config for a driveshaft jobs config
+    /// (its pools become `http` jobs; see README, "Coming from driveshaft").
+    ImportDriveshaft(ImportFlags),
     /// Internal: the resident process behind an `exec` job slot.
     #[command(hide = true)]
     ExecSlot {
@@ -112,6 +115,26 @@ pub enum Command {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ImportFlags {
+    /// driveshaft's jobs config (JSON: gearman_servers_list, pools_list).
+    #[arg(value_name = "JOBSCONFIG")]
+    pub jobsconfig: PathBuf,
+    /// Folder to write driver.toml and workers/Driveshaft/<pool>.toml into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// driveshaft's --max_running_time: becomes every job's `timeout`.
+    #[arg(
+        long = "max-running-time",
+        alias = "max_running_time",
+        value_name = "SECONDS"
+    )]
+    pub max_running_time: Option<u64>,
+    /// Overwrite files that exist already.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use super::driver_file::RuntimeAttrs;
 use super::error::{ConfigError, ConfigErrors};
+use super::http_worker::{self, HttpEndpoint};
 use super::isolation::{self, Isolation};
 use super::stop_signal::{parse_stop_signal, DEFAULT_STOP_SIGNAL};
-use super::worker_file::{JobAttrs, Protocol, WorkerFile};
+use super::worker_file::{CommandSpec, JobAttrs, Protocol, WorkerFile};
 
 /// One registered Gearman function of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct JobSpec {
     /// argv with the program resolved to a path.
     pub command: Vec<String>,
     pub protocol: Protocol,
+    /// `http` jobs: where their slots send jobs (their `command` is empty).
+    pub endpoint: Option<HttpEndpoint>,
     /// Asks a process to stop (see [`super::stop_signal`]).
     pub stop_signal: nix::sys::signal::Signal,
     pub env: BTreeMap<String, String>,
@@ -78,6 +81,7 @@ impl JobSpec {
             dir: "/".into(),
             command: vec!["/bin/cat".into()],
             protocol,
+            endpoint: None,
             stop_signal: super::stop_signal::DEFAULT_STOP_SIGNAL,
             env: Default::default(),
             functions: vec![FunctionSpec {
@@ -487,22 +491,18 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declare
             .at_offset(&source, offset)
     };
 
-    let command = match wf.command.get_ref().to_argv() {
-        Ok(argv) => match resolve_program(&argv[0], &dir) {
-            Ok(program) => {
-                let mut argv = argv;
-                argv[0] = program.to_string_lossy().into_owned();
-                argv
+    let endpoint = http_worker::check(&wf, path, &source, &mut errors);
+    let command = match &wf.command {
+        Some(command) if wf.protocol != Protocol::Http => {
+            match resolve_command(command.get_ref(), &dir) {
+                Ok(argv) => argv,
+                Err(msg) => {
+                    errors.push(err_at("command".into(), command.span().start, msg));
+                    Vec::new()
+                }
             }
-            Err(msg) => {
-                errors.push(err_at("command".into(), wf.command.span().start, msg));
-                Vec::new()
-            }
-        },
-        Err(msg) => {
-            errors.push(err_at("command".into(), wf.command.span().start, msg));
-            Vec::new()
         }
+        _ => Vec::new(),
     };
     let (isolation, problems) = isolation::resolve(
         &isolation::Requested {
@@ -514,8 +514,11 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declare
         input.default_user,
         isolation::Me::current(),
     );
-    for (key, offset, msg) in problems {
-        errors.push(err_at(key, offset, msg));
+    // An http file's isolation keys are errors of their own (no process).
+    if wf.protocol != Protocol::Http {
+        for (key, offset, msg) in problems {
+            errors.push(err_at(key, offset, msg));
+        }
     }
     let stop_signal = stop_signal_of(&wf, &mut |offset, msg| {
         errors.push(err_at("stop_signal".into(), offset, msg))
@@ -539,6 +542,7 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declare
         dir,
         command,
         protocol: wf.protocol,
+        endpoint,
         stop_signal,
         env: wf.env.clone(),
         functions: Vec::new(),
@@ -697,6 +701,10 @@ fn stop_signal_of(
         return DEFAULT_STOP_SIGNAL;
     };
     let offset = name.span().start;
+    if wf.protocol == Protocol::Http {
+        // Refused with the other process-only keys (config::http_worker).
+        return DEFAULT_STOP_SIGNAL;
+    }
     if wf.protocol == Protocol::Exec {
         error(
             offset,
@@ -710,6 +718,15 @@ fn stop_signal_of(
         error(offset, msg);
         DEFAULT_STOP_SIGNAL
     })
+}
+
+/// The argv of a command, its program resolved.
+fn resolve_command(command: &CommandSpec, dir: &Path) -> Result<Vec<String>, String> {
+    let mut argv = command.to_argv()?;
+    argv[0] = resolve_program(&argv[0], dir)?
+        .to_string_lossy()
+        .into_owned();
+    Ok(argv)
 }
 
 /// A program with a slash is relative to the worker file's folder; a bare

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod driver_file;
 pub mod error;
+pub mod http_worker;
 pub mod isolation;
 pub mod jobs;
 pub mod perl;
@@ -17,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cli::{Cli, Command, RunFlags};
+pub use cli::{Cli, Command, ImportFlags, RunFlags};
 pub use driver_file::{DriverFile, RuntimeAttrs};
 pub use error::{ConfigError, ConfigErrors};
+pub use http_worker::{HttpEndpoint, RequestFormat};
 pub use jobs::{FunctionSpec, JobSpec};
 pub use worker_file::Protocol;
 
@@ -46,13 +48,13 @@ pub struct Settings {
     pub console_socket: Option<PathBuf>,
     /// Connections each console listener serves at once.
     pub console_max_connections: usize,
-    /// Where the HTTP listener binds (`host:port`); None: off.
-    pub http_bind: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     /// The token from `admin_token_file`: the TCP console and HTTP writes need it.
     pub admin_token: Option<AdminToken>,
     /// Listen beyond loopback without a token all the same.
     pub insecure_bind: bool,
+    /// Where the HTTP listener binds (`host:port`); None: off.
+    pub http_bind: Option<String>,
     pub interval: Duration,
     pub max_idle_time: Duration,
     pub shutdown_timeout: Duration,
@@ -338,10 +340,10 @@ fn merge(
         console_bind,
         console_socket,
         console_max_connections,
-        http_bind,
         admin_token_file,
         admin_token,
         insecure_bind,
+        http_bind,
         interval,
         max_idle_time,
         shutdown_timeout,
@@ -439,7 +441,10 @@ pub fn job_table(jobs: &[Arc<JobSpec>]) -> String {
                 j.max_processes.to_string(),
                 j.protocol.as_str().to_string(),
                 j.function_names().join(","),
-                shell_words::join(&j.command),
+                match &j.endpoint {
+                    Some(endpoint) => endpoint.url.clone(),
+                    None => shell_words::join(&j.command),
+                },
             ]
         })
         .collect();

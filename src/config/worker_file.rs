@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::ConfigError;
+use super::http_worker::RequestFormat;
 
 /// A command: an argv array, or a string split like a shell would (no shell
 /// is run).
@@ -45,6 +46,8 @@ pub enum Protocol {
     Gearman,
     /// One command run per job.
     Exec,
+    /// No process: each slot POSTs its jobs to an HTTP endpoint (driveshaft's).
+    Http,
 }
 
 impl Protocol {
@@ -53,6 +56,7 @@ impl Protocol {
             Protocol::Stdio => "stdio",
             Protocol::Gearman => "gearman",
             Protocol::Exec => "exec",
+            Protocol::Http => "http",
         }
     }
 }
@@ -94,9 +98,16 @@ impl JobAttrs {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerFile {
-    pub command: Spanned<CommandSpec>,
+    /// Required by every protocol but `http`, where it is an error.
+    pub command: Option<Spanned<CommandSpec>>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// `http` only: the endpoint every job is POSTed to.
+    pub url: Option<Spanned<String>>,
+    /// `http` only: extra request headers.
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    /// `http` only: how the job is encoded in the request body.
+    pub request_format: Option<Spanned<RequestFormat>>,
     pub prefix: Option<String>,
     /// `TERM` (default), `QUIT`, ...: see [`super::stop_signal`].
     pub stop_signal: Option<Spanned<String>>,
@@ -151,7 +162,7 @@ process_group = "image"
         assert_eq!(wf.jobs.len(), 2);
         assert_eq!(wf.overrides.max_processes, Some(5));
         assert_eq!(
-            wf.command.get_ref().to_argv().unwrap(),
+            wf.command.unwrap().get_ref().to_argv().unwrap(),
             vec!["python3", "convert.py"]
         );
     }

@@ -68,9 +68,9 @@ pub fn render(answer: &Answer) -> Option<Vec<String>> {
             lines
         }
         Answer::Processes(rows) => format_ps(rows),
+        Answer::Schedules(rows) => format_schedules(rows),
         // Not a console command; shown as the JSON the HTTP API serves.
         Answer::Overview(view) => vec![serde_json::to_string(view).unwrap_or_default()],
-        Answer::Schedules(rows) => format_schedules(rows),
         Answer::Close => return None,
         Answer::Failed { error, details } => std::iter::once(error.line())
             .chain(details.iter().cloned())
@@ -102,9 +102,10 @@ fn format_ps(rows: &[ProcRow]) -> Vec<String> {
     )];
     for r in rows {
         let rss = r.rss_kib.map_or("-".to_string(), |k| k.to_string());
+        let pid = r.pid.map_or("-".to_string(), |p| p.to_string());
         lines.push(format!(
             "{:>7}  {:<width$}  {:<8}  {:>7}  {:>9}  {:>9}",
-            r.pid,
+            pid,
             r.job,
             r.state,
             r.jobs_done,
@@ -313,9 +314,9 @@ mod tests {
             "J::a  1  5  2  1970-01-01T00:00:00  1970-01-01T00:00:00  \r\n10\r\n11\r\n.\r\n"
         );
         assert_eq!(answer(&mut p, "kill 10 999"), "OK\r\n.\r\n");
-        assert_eq!(p.killed, vec![10]);
+        assert_eq!(p.killed_pids(), vec!["10"]);
         assert_eq!(answer(&mut p, "killall *"), "OK\r\n.\r\n");
-        assert_eq!(p.killed, vec![10, 10, 11, 20]);
+        assert_eq!(p.killed_pids(), vec!["10", "10", "11", "20"]);
         assert_eq!(answer(&mut p, "quit"), "");
         assert_eq!(
             answer(&mut p, "version"),

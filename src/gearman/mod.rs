@@ -6,14 +6,16 @@
 //! request/response pair waits for a delayed ACK (about 180 jobs/s instead of
 //! about 40,000). Its `WorkerBuilder` also grabs on all server connections at
 //! once, which breaks "grab only while this process is idle" when there are
-//! several servers, so the grab loop lives in [`crate::supervisor::stdio`] on
-//! top of the framed connections made here.
+//! several servers, so the grab loop is ours ([`grab`]), on top of the framed
+//! connections made here.
 //!
 //! - [`connect`]: a framed, `TCP_NODELAY` connection.
+//! - [`grab`]: a pool member's worker connections and grab loop.
 //! - [`status`]: the admin `status` poller, summed over servers.
 //! - [`client`]: a small job-submitting client for tests, examples and the benchmark.
 
 pub mod client;
+pub mod grab;
 pub mod status;
 pub mod wakeup;
 

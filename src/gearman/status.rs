@@ -39,10 +39,10 @@ pub struct StatusSnapshot {
     pub functions: HashMap<String, FunctionCounts>,
     /// How many servers answered; 0 means nothing is known.
     pub servers_answered: usize,
-    /// Each server's own rows, in the configured order.
-    pub servers: Vec<ServerStatus>,
     /// When the poll went out: jobs taken since may be missing from the counts.
     pub requested_at: Option<std::time::Instant>,
+    /// Each server's own rows, in the configured order.
+    pub servers: Vec<ServerStatus>,
 }
 
 /// One server's answer to a poll.

@@ -17,6 +17,7 @@
 //! - [`Recorder`]: what the supervisor calls, once per event, start, poll,
 //!   reload and sampling round.
 //! - `own_process`: the supervisor's own `process_*` metrics.
+//! - `schedules`: `[[schedule]]` runs, read from the scheduler's counts.
 //!
 //! Label sets stay bounded: job and function names (from the worker files),
 //! gearmand server addresses (from the config) and the functions gearmand
@@ -26,6 +27,7 @@
 pub mod families;
 mod own_process;
 mod recorder;
+mod schedules;
 
 use std::sync::Arc;
 
@@ -52,12 +54,13 @@ impl Exposition {
     }
 }
 
-/// A registry with every family, the build info set, and the supervisor's
-/// own process metrics.
-pub fn new() -> Recorder {
+/// A registry with every family, the build info set, the supervisor's own
+/// process metrics and the runs of `schedules`.
+pub fn new(schedules: crate::schedule::Schedules) -> Recorder {
     let mut registry = Registry::default();
     let families = families::Families::register(&mut registry);
     registry.register_collector(Box::new(own_process::OwnProcess));
+    registry.register_collector(Box::new(schedules::ScheduleRuns(schedules)));
     families
         .build_info
         .get_or_create(&families::VersionLabels {

@@ -72,7 +72,7 @@ pub fn cause_label(cause: &ExitCause, killed_by_operator: bool) -> &'static str 
         return "killed";
     }
     match cause {
-        ExitCause::Stopped { reason, .. } | ExitCause::Requested(reason) => match reason {
+        ExitCause::Requested(reason) => match reason {
             StopReason::Idle => "idle",
             StopReason::MaxJobs => "max_jobs",
             StopReason::MaxLifetime => "max_lifetime",
@@ -80,6 +80,7 @@ pub fn cause_label(cause: &ExitCause, killed_by_operator: bool) -> &'static str 
             StopReason::Timeout => "timeout",
             StopReason::Reload => "reload",
             StopReason::Shutdown => "shutdown",
+            StopReason::Killed => "killed",
         },
         ExitCause::Unexpected(_) => "crash",
         ExitCause::ProtocolError(_) => "protocol_error",
@@ -191,8 +192,8 @@ impl Recorder {
     /// still listed in `job`).
     pub fn on_event(&mut self, name: &str, job: &Job, event: &Event, killed_by_operator: bool) {
         match event {
-            Event::Ready { pid } => {
-                let seen = job.procs.get(pid).and_then(|p| p.backlog_seen);
+            Event::Ready { id } => {
+                let seen = job.procs.get(id).and_then(|p| p.backlog_seen);
                 if let Some(seen) = seen {
                     let h = self.handles(name, job);
                     h.scale_up.observe(seen.elapsed().as_secs_f64());
@@ -213,20 +214,20 @@ impl Recorder {
                 }
             }
             Event::Exited {
-                pid,
+                id,
                 cause,
                 requeued,
                 usage,
                 ..
             } => {
-                let proc = job.procs.get(pid);
+                let proc = job.procs.get(id);
                 let cpu_before = proc
                     .and_then(|p| p.usage.last)
                     .map_or(0.0, |u| u.cpu_seconds);
                 let resident: u64 = job
                     .procs
                     .iter()
-                    .filter(|(p, _)| *p != pid)
+                    .filter(|(p, _)| *p != id)
                     .filter_map(|(_, p)| p.usage.last.map(|u| u.rss_bytes))
                     .sum();
                 if let Some(function) = requeued {
@@ -449,13 +450,6 @@ mod tests {
     fn every_exit_cause_has_a_label_of_the_spec() {
         let causes = [
             (ExitCause::Requested(StopReason::Idle), "idle"),
-            (
-                ExitCause::Stopped {
-                    reason: StopReason::MaxJobs,
-                    signal: nix::sys::signal::Signal::SIGQUIT,
-                },
-                "max_jobs",
-            ),
             (ExitCause::Requested(StopReason::MaxJobs), "max_jobs"),
             (
                 ExitCause::Requested(StopReason::MaxLifetime),

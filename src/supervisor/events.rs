@@ -9,30 +9,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::member::WorkerId;
 use super::sampling::Usage;
 
-/// From a process task to the supervisor.
+/// From a member's task (a process's or an http slot's) to the supervisor.
 #[derive(Debug)]
 pub enum Event {
     /// Printed READY and registered its functions: takes jobs now.
-    Ready { pid: u32 },
+    Ready { id: WorkerId },
     /// Took a job for `function` (the registered name).
-    Busy { pid: u32, function: Bytes },
+    Busy { id: WorkerId, function: Bytes },
     /// Finished a job and is idle again (unless it is retiring).
     JobEnded {
-        pid: u32,
+        id: WorkerId,
         function: Bytes,
         outcome: JobOutcome,
         /// From handing the job to the process to its answer.
         duration: Duration,
     },
     /// Will exit after this job: recycling (max_jobs, max_lifetime, max_rss).
-    Retiring { pid: u32, reason: String },
+    Retiring { id: WorkerId, reason: String },
     /// A `gearman`-protocol process reported a console column on stdout.
-    Report { pid: u32, report: Report },
+    Report { id: WorkerId, report: Report },
     /// The process is gone and reaped.
     Exited {
-        pid: u32,
+        id: WorkerId,
         status: Option<ExitStatus>,
         cause: ExitCause,
         /// The function of a job that was in flight and went back to
@@ -45,14 +46,14 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn pid(&self) -> u32 {
+    pub fn id(&self) -> WorkerId {
         match self {
-            Event::Ready { pid }
-            | Event::Busy { pid, .. }
-            | Event::JobEnded { pid, .. }
-            | Event::Retiring { pid, .. }
-            | Event::Report { pid, .. }
-            | Event::Exited { pid, .. } => *pid,
+            Event::Ready { id }
+            | Event::Busy { id, .. }
+            | Event::JobEnded { id, .. }
+            | Event::Retiring { id, .. }
+            | Event::Report { id, .. }
+            | Event::Exited { id, .. } => *id,
         }
     }
 }
@@ -78,18 +79,12 @@ pub enum Report {
 /// Why a process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitCause {
-    /// We asked it to stop, for `reason` (scale-down, recycling, shutdown,
-    /// reload): by closing its stdin, or with `signal`, its job's
-    /// `stop_signal`. Dying of that signal is how such a process stops, not
-    /// a crash.
-    Stopped {
-        reason: StopReason,
-        signal: nix::sys::signal::Signal,
-    },
-    /// We ended it, for this reason (a job's timeout, a job still running at
-    /// the end of the shutdown).
+    /// We asked it to stop, for this reason: by closing its stdin, or with
+    /// its job's `stop_signal`. Dying of that signal is how such a process
+    /// stops, not a crash (except for a `Timeout`: that is a kill).
     Requested(StopReason),
-    /// It exited or died on its own.
+    /// It exited or died on its own; for an http slot, its endpoint could
+    /// not be reached.
     Unexpected(String),
     /// It broke the stdio protocol and was killed.
     ProtocolError(String),
@@ -110,6 +105,8 @@ pub enum StopReason {
     /// Its job changed or went away on reload.
     Reload,
     Shutdown,
+    /// An operator's `kill`/`killall` of a member without a process.
+    Killed,
 }
 
 /// From the supervisor to a process task.
@@ -124,6 +121,9 @@ pub enum Control {
     /// The supervisor is shutting down: as `Stop`, but a job still running
     /// `shutdown_timeout` from now is cut short and goes back to gearmand.
     Shutdown,
+    /// End now (`kill`/`killall` of a member without a process, the
+    /// counterpart of SIGTERM): a job in flight goes back to gearmand.
+    Kill,
 }
 
 impl Control {
@@ -131,6 +131,7 @@ impl Control {
         match self {
             Control::Stop(reason) | Control::Retire(reason, _) => *reason,
             Control::Shutdown => StopReason::Shutdown,
+            Control::Kill => StopReason::Killed,
         }
     }
 }

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::events::ExitCause;
-use super::{spawn, Supervisor};
+use super::events::{ExitCause, StopReason};
+use super::{spawn, Supervisor, WorkerId};
 use crate::history::events::NewEvent;
 use crate::history::samples::MIN_STEP;
 use crate::history::{JobReading, Shared};
@@ -88,28 +88,28 @@ impl Supervisor {
             .collect()
     }
 
-    pub(super) fn feed_start(&self, name: &str, pid: u32, reason: StartReason) {
+    pub(super) fn feed_start(&self, name: &str, id: WorkerId, reason: StartReason) {
         let Some(feed) = self.feed.as_ref() else {
             return;
         };
-        let (cause, text) = match reason {
-            StartReason::BelowMin => ("min", "Process started (min_processes)"),
-            StartReason::Backlog => ("backlog", "Process started for a backlog"),
+        let (cause, why) = match reason {
+            StartReason::BelowMin => ("min", "(min_processes)"),
+            StartReason::Backlog => ("backlog", "for a backlog"),
         };
         feed.push(NewEvent {
             job: name.to_string(),
-            pid: Some(pid),
+            pid: id.pid(),
             kind: "start",
             cause,
-            text: text.into(),
+            text: format!("{} started {why}", id.noun()),
         });
     }
 
-    /// A process ended (it is still listed).
+    /// A process (or slot) ended; it is still listed.
     pub(super) fn feed_exit(
         &self,
         name: &str,
-        pid: u32,
+        id: WorkerId,
         status: Option<&std::process::ExitStatus>,
         cause: &ExitCause,
         killed_by_operator: bool,
@@ -117,20 +117,28 @@ impl Supervisor {
         let Some(feed) = self.feed.as_ref() else {
             return;
         };
-        let described = status.map_or_else(|| "exited".to_string(), spawn::describe_exit);
-        let text = match cause {
-            ExitCause::Stopped { signal, .. } => match status {
-                Some(status) => spawn::describe_stop(status, *signal),
-                None => described,
-            },
-            ExitCause::Requested(_) => described,
-            ExitCause::Unexpected(why)
-            | ExitCause::ProtocolError(why)
-            | ExitCause::StartFailed(why) => why.clone(),
+        let described = match status {
+            Some(status) => spawn::describe_exit(status),
+            None => format!("{} ended", id.noun()),
+        };
+        let stop_signal = self.jobs.get(name).map(|j| j.spec.stop_signal);
+        let text = match (cause, status, stop_signal) {
+            (ExitCause::Requested(StopReason::Timeout), _, _) => described,
+            (ExitCause::Requested(_), Some(status), Some(signal)) => {
+                spawn::describe_stop(status, signal)
+            }
+            (ExitCause::Requested(_), _, _) => described,
+            (
+                ExitCause::Unexpected(why)
+                | ExitCause::ProtocolError(why)
+                | ExitCause::StartFailed(why),
+                _,
+                _,
+            ) => why.clone(),
         };
         feed.push(NewEvent {
             job: name.to_string(),
-            pid: Some(pid),
+            pid: id.pid(),
             kind: "exit",
             cause: cause_label(cause, killed_by_operator),
             text,

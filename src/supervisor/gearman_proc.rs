@@ -22,22 +22,24 @@ use std::sync::Arc;
 use crate::config::JobSpec;
 
 use super::events::{Control, Event, ExitCause, Report, StopReason};
+use super::member::WorkerId;
 use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use super::stdio::ProcessSetup;
 
 pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     let pid = setup.pid;
+    let id = setup.id;
     let job = setup.job.clone();
     // Its stdin stays open and unused: some workers exit on EOF.
     let _stdin = child.stdin.take();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_reports(pid, job.clone(), stdout, setup.events.clone()));
+        tokio::spawn(read_reports(id, job.clone(), stdout, setup.events.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(super::output::log_stderr(pid, job.clone(), stderr));
     }
-    let _ = setup.events.send(Event::Ready { pid });
+    let _ = setup.events.send(Event::Ready { id });
     let stop_signal = setup.job.stop_signal;
     let mut escalation: Option<(Instant, Signal)> = None;
     let mut requested: Option<StopReason> = None;
@@ -70,10 +72,7 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         }
     };
     let cause = match requested {
-        Some(reason) => ExitCause::Stopped {
-            reason,
-            signal: stop_signal,
-        },
+        Some(reason) => ExitCause::Requested(reason),
         None => ExitCause::Unexpected(
             status
                 .as_ref()
@@ -83,7 +82,7 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
     };
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
     let _ = setup.events.send(Event::Exited {
-        pid,
+        id,
         status,
         cause,
         // Its jobs are between it and gearmand: gearmand re-queues them.
@@ -93,16 +92,16 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
 }
 
 async fn read_reports(
-    pid: u32,
+    id: WorkerId,
     job: Arc<JobSpec>,
     stdout: ChildStdout,
     events: mpsc::UnboundedSender<Event>,
 ) {
     super::output::for_each_line(stdout, |text| match parse_report(text) {
         Some(report) => {
-            let _ = events.send(Event::Report { pid, report });
+            let _ = events.send(Event::Report { id, report });
         }
-        None => tracing::info!(pid, job = job.name.as_str(), "STDOUT: {text}"),
+        None => tracing::info!(pid = id.pid(), job = job.name.as_str(), "STDOUT: {text}"),
     })
     .await;
 }

@@ -5,19 +5,24 @@
 //! and applies the answer (spawn, stop).
 //!
 //! - [`spawn`]: starting processes (environment, die-with-parent, process groups).
-//! - [`stdio`]: the per-process task of stdio (and exec) workers, with the grab loop.
+//! - [`stdio`]: the per-process task of stdio (and exec) workers, an
+//!   executor on the grab loop ([`crate::gearman::grab`]).
+//! - [`http_slot`]: the task of an http job's slot, the other executor.
 //! - [`gearman_proc`]: the per-process task of workers that speak Gearman themselves.
-//! - [`events`]: messages between the loop and the process tasks.
+//! - [`events`]: messages between the loop and the member tasks.
+//! - [`member`]: the id of a pool member (a process or a slot).
 //! - [`output`]: worker output outside the protocol, logged line by line.
 //! - [`pools`]: jobs and processes as the loop tracks them.
-//! - [`sampling`]: CPU and memory of the processes, from `/proc`.
 //! - [`stopping`]: what stopping does per protocol, in the log's words.
+//! - [`sampling`]: CPU and memory of the processes, from `/proc`.
 //! - `observe`: the status view and the one place that feeds the metrics.
 //! - `feed`: the dashboard's history (samples and process events).
 
 pub mod events;
 mod feed;
 pub mod gearman_proc;
+pub mod http_slot;
+pub mod member;
 mod observe;
 pub mod output;
 pub mod pools;
@@ -38,12 +43,14 @@ use tokio::time::sleep_until;
 use crate::command::{self, Envelope, Lifecycle, Pools, ReloadOutcome};
 use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
+use crate::endpoint::EndpointClient;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
 use crate::logging;
 use crate::notify::Notifier;
 use crate::policy::{self, Action, ProcState, StartReason};
 use crate::schedule::Schedules;
 use events::{Event, ExitCause, JobOutcome, Report, StopReason};
+pub use member::WorkerId;
 pub use pools::{Job, Proc};
 
 /// A process that dies sooner than this after its start counts towards a crash loop.
@@ -59,13 +66,17 @@ pub struct Supervisor {
     flags: RunFlags,
     servers: Arc<Vec<String>>,
     jobs: std::collections::BTreeMap<String, Job>,
-    owner: HashMap<u32, String>,
+    owner: HashMap<WorkerId, String>,
+    /// Numbers the members for their [`WorkerId`]s.
+    next_seq: u64,
+    /// The keep-alive client every http slot shares, made on first use.
+    endpoint_client: Option<EndpointClient>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     status: StatusSnapshot,
     poll_now: Arc<Notify>,
     last_event_poll: Instant,
-    console_killed: HashSet<u32>,
+    console_killed: HashSet<WorkerId>,
     unknown_warned: HashMap<String, Instant>,
     shutting_down: bool,
     force_exit_at: Option<Instant>,
@@ -122,6 +133,8 @@ impl Supervisor {
             servers,
             jobs,
             owner: HashMap::new(),
+            next_seq: 0,
+            endpoint_client: None,
             events_tx,
             events_rx,
             status: StatusSnapshot::default(),
@@ -158,7 +171,10 @@ impl Supervisor {
             self.admin_token.subscribe(),
         );
         if let Some(listener) = doors.http {
-            let metrics = self.metrics.get_or_insert_with(crate::metrics::new);
+            let schedules = self.schedules.clone();
+            let metrics = self
+                .metrics
+                .get_or_insert_with(|| crate::metrics::new(schedules));
             let history = crate::history::Shared::default();
             self.feed = Some(feed::Feed::new(history.clone()));
             crate::http::spawn(
@@ -206,7 +222,7 @@ impl Supervisor {
                     let mut touched: Vec<String> = Vec::new();
                     let mut next = Some(event);
                     while let Some(event) = next {
-                        if let Some(name) = self.owner.get(&event.pid()) {
+                        if let Some(name) = self.owner.get(&event.id()) {
                             if !touched.contains(name) {
                                 touched.push(name.clone());
                             }
@@ -226,11 +242,11 @@ impl Supervisor {
                 }
                 _ = tick.tick() => {
                     self.poll_now.notify_one();
-                    self.sample_usage(&usage_tx);
                     self.notify.status(|| pools::summary(&self.jobs, &self.status, self.servers.len()));
+                    self.sample_usage(&usage_tx);
                 }
-                Some(samples) = usage_rx.recv() => self.on_usage(samples),
                 _ = watchdog.tick() => self.notify.watchdog(),
+                Some(samples) = usage_rx.recv() => self.on_usage(samples),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => {
@@ -293,9 +309,9 @@ impl Supervisor {
 
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        self.lifecycle.begin_shutdown();
         self.schedules.stop();
         self.notify.stopping();
+        self.lifecycle.begin_shutdown();
         // Process tasks escalate to TERM and KILL themselves; this is the backstop.
         self.force_exit_at =
             Some(Instant::now() + self.settings.shutdown_timeout + Duration::from_secs(10));
@@ -307,33 +323,33 @@ impl Supervisor {
     }
 
     fn kill_everything(&mut self) {
-        for pid in self.owner.keys() {
-            spawn::signal_group(*pid, Signal::SIGKILL);
+        for pid in self.owner.keys().filter_map(WorkerId::pid) {
+            spawn::signal_group(pid, Signal::SIGKILL);
         }
     }
 
-    fn job_of(&mut self, pid: u32) -> Option<&mut Job> {
-        let name = self.owner.get(&pid)?;
+    fn job_of(&mut self, id: WorkerId) -> Option<&mut Job> {
+        let name = self.owner.get(&id)?;
         self.jobs.get_mut(name)
     }
 
     fn on_event(&mut self, event: Event) {
         self.observe_event(&event);
         match event {
-            Event::Ready { pid } => {
-                if let Some(job) = self.job_of(pid) {
-                    if let Some(p) = job.procs.get_mut(&pid) {
+            Event::Ready { id } => {
+                if let Some(job) = self.job_of(id) {
+                    if let Some(p) = job.procs.get_mut(&id) {
                         p.set_state(ProcState::Idle {
                             since: Instant::now(),
                         });
                     }
                 }
             }
-            Event::Busy { pid, function } => {
-                let Some(job) = self.job_of(pid) else { return };
+            Event::Busy { id, function } => {
+                let Some(job) = self.job_of(id) else { return };
                 job.lastrun = now_epoch();
                 job.note_taken(Instant::now());
-                if let Some(p) = job.procs.get_mut(&pid) {
+                if let Some(p) = job.procs.get_mut(&id) {
                     p.set_state(ProcState::Busy);
                     p.current = Some((function, Instant::now()));
                 }
@@ -347,8 +363,8 @@ impl Supervisor {
                     self.request_event_poll();
                 }
             }
-            Event::JobEnded { pid, outcome, .. } => {
-                let Some(job) = self.job_of(pid) else { return };
+            Event::JobEnded { id, outcome, .. } => {
+                let Some(job) = self.job_of(id) else { return };
                 match &outcome {
                     JobOutcome::Done => job.tally.done += 1,
                     JobOutcome::Failed(message) => {
@@ -361,7 +377,7 @@ impl Supervisor {
                     }
                     JobOutcome::Requeued => {}
                 }
-                if let Some(p) = job.procs.get_mut(&pid) {
+                if let Some(p) = job.procs.get_mut(&id) {
                     p.jobs_done += 1;
                     p.current = None;
                     p.set_state(ProcState::Idle {
@@ -369,18 +385,18 @@ impl Supervisor {
                     });
                 }
             }
-            Event::Retiring { pid, .. } => {
-                if let Some(p) = self.job_of(pid).and_then(|j| j.procs.get_mut(&pid)) {
+            Event::Retiring { id, .. } => {
+                if let Some(p) = self.job_of(id).and_then(|j| j.procs.get_mut(&id)) {
                     p.state = ProcState::Stopping;
                 }
             }
-            Event::Report { pid, report } => {
-                let Some(job) = self.job_of(pid) else { return };
+            Event::Report { id, report } => {
+                let Some(job) = self.job_of(id) else { return };
                 match report {
                     Report::LastRun(t) => {
                         // Each `lastrun` line is one job done, as for Gearman::Driver's children.
                         job.lastrun = t;
-                        if let Some(p) = job.procs.get_mut(&pid) {
+                        if let Some(p) = job.procs.get_mut(&id) {
                             p.jobs_done += 1;
                         }
                     }
@@ -389,10 +405,10 @@ impl Supervisor {
                 }
             }
             Event::Exited {
-                pid, status, cause, ..
+                id, status, cause, ..
             } => {
-                let name = self.owner.get(&pid).cloned();
-                self.on_exit(pid, status, cause);
+                let name = self.owner.get(&id).cloned();
+                self.on_exit(id, status, cause);
                 if let Some(name) = name {
                     self.feed_backoff(&name);
                 }
@@ -400,39 +416,46 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, pid: u32, status: Option<std::process::ExitStatus>, cause: ExitCause) {
+    fn on_exit(
+        &mut self,
+        id: WorkerId,
+        status: Option<std::process::ExitStatus>,
+        cause: ExitCause,
+    ) {
         self.watched_dirty = true;
-        let Some(name) = self.owner.remove(&pid) else {
+        let Some(name) = self.owner.remove(&id) else {
             return;
         };
-        let by_console = self.console_killed.remove(&pid);
+        let by_console = self.console_killed.remove(&id);
         let shutting_down = self.shutting_down;
         let Some(job) = self.jobs.get_mut(&name) else {
             return;
         };
-        let Some(proc) = job.procs.remove(&pid) else {
+        let Some(proc) = job.procs.remove(&id) else {
             return;
         };
-        let described = status
-            .as_ref()
-            .map(spawn::describe_exit)
-            .unwrap_or_else(|| "exited".into());
+        let pid = id.pid();
+        let described = match (&status, pid) {
+            (Some(status), _) => spawn::describe_exit(status),
+            (None, Some(_)) => "exited".into(),
+            (None, None) => format!("{} ended", id.noun()),
+        };
         let code = status
             .and_then(|s| s.code())
             .map_or(described.clone(), |c| format!("Exited with status {c}"));
         match cause {
-            ExitCause::Stopped { signal, .. } => match &status {
-                Some(status) => {
-                    tracing::info!(
-                        pid,
-                        job = name.as_str(),
-                        "{}",
-                        spawn::describe_stop(status, signal)
-                    )
-                }
+            ExitCause::Requested(StopReason::Timeout) => {
+                tracing::info!(pid, job = name.as_str(), "{code}")
+            }
+            ExitCause::Requested(_) => match &status {
+                Some(status) => tracing::info!(
+                    pid,
+                    job = name.as_str(),
+                    "{}",
+                    spawn::describe_stop(status, job.spec.stop_signal)
+                ),
                 None => tracing::info!(pid, job = name.as_str(), "{code}"),
             },
-            ExitCause::Requested(_) => tracing::info!(pid, job = name.as_str(), "{code}"),
             _ if by_console || shutting_down => tracing::info!(pid, job = name.as_str(), "{code}"),
             ExitCause::Unexpected(why)
             | ExitCause::StartFailed(why)
@@ -529,11 +552,11 @@ impl Supervisor {
                 continue;
             }
             let limit = job.spec.max_rss_mib * 1024;
-            for (pid, proc) in job.procs.iter_mut() {
+            for (id, proc) in job.procs.iter_mut() {
                 if proc.is_stopping() {
                     continue;
                 }
-                if let Some(rss) = pools::rss_kib(*pid) {
+                if let Some(rss) = id.pid().and_then(pools::rss_kib) {
                     if rss > limit {
                         let reason = format!(
                             "max_rss {} MiB passed ({} MiB resident)",
@@ -632,40 +655,46 @@ impl Supervisor {
                     }
                 }
             }
-            Action::Stop { pid, idle_for } => {
+            Action::Stop { id, idle_for } => {
                 let Some(job) = self.jobs.get_mut(name) else {
                     return;
                 };
                 let note = stopping::stop_note(&job.spec);
-                if let Some(proc) = job.procs.get_mut(&pid) {
+                if let Some(proc) = job.procs.get_mut(&id) {
                     tracing::info!(
-                        pid,
+                        pid = id.pid(),
                         job = name,
-                        "Process stopped (idle {}s){note}",
+                        "{} stopped (idle {}s){note}",
+                        id.noun(),
                         idle_for.as_secs()
                     );
                     proc.stop(StopReason::Idle);
                 }
             }
-            Action::StopAfterJob { pid } => {
+            Action::StopAfterJob { id } => {
                 let Some(job) = self.jobs.get_mut(name) else {
                     return;
                 };
                 let what = stopping::busy_stop(&job.spec);
-                if let Some(proc) = job.procs.get_mut(&pid) {
-                    tracing::info!(pid, job = name, "{what}");
+                if let Some(proc) = job.procs.get_mut(&id) {
+                    tracing::info!(pid = id.pid(), job = name, "{what}");
                     proc.stop(StopReason::Idle);
                 }
             }
         }
     }
 
-    /// Spawns one process; false when spawning failed (then backoff applies).
+    /// Spawns one process (or starts a slot); false when spawning failed
+    /// (then backoff applies).
     fn start_process(&mut self, name: &str, reason: StartReason) -> bool {
+        let seq = self.take_seq();
         let Some(job) = self.jobs.get_mut(name) else {
             return false;
         };
         let spec: Arc<JobSpec> = job.spec.clone();
+        if spec.protocol == Protocol::Http {
+            return self.start_slot(name, spec, WorkerId::slot(seq), reason);
+        }
         let child = match spawn::spawn(&spec, &self.servers) {
             Ok(child) => child,
             Err(err) => {
@@ -677,8 +706,10 @@ impl Supervisor {
             }
         };
         let Some(pid) = child.id() else { return false };
+        let id = WorkerId::process(seq, pid);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let setup = stdio::ProcessSetup {
+            id,
             pid,
             job: spec.clone(),
             servers: self.servers.clone(),
@@ -686,15 +717,54 @@ impl Supervisor {
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
         };
-        match spec.protocol {
-            Protocol::Stdio | Protocol::Exec => tokio::spawn(stdio::run(setup, child)),
-            Protocol::Gearman => tokio::spawn(gearman_proc::run(setup, child)),
-        };
-        job.procs.insert(pid, Proc::new(control_tx));
-        self.owner.insert(pid, name.to_string());
+        if spec.protocol == Protocol::Gearman {
+            tokio::spawn(gearman_proc::run(setup, child));
+        } else {
+            tokio::spawn(stdio::run(setup, child));
+        }
+        job.procs.insert(id, Proc::new(control_tx));
+        self.owner.insert(id, name.to_string());
         tracing::info!(pid, job = name, "Process started");
-        self.observe_start(name, pid, reason);
+        self.observe_start(name, id, reason);
         true
+    }
+
+    /// Starts one slot of an http job: a member with no process.
+    fn start_slot(
+        &mut self,
+        name: &str,
+        spec: Arc<JobSpec>,
+        id: WorkerId,
+        reason: StartReason,
+    ) -> bool {
+        let client = self
+            .endpoint_client
+            .get_or_insert_with(EndpointClient::new)
+            .clone();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let setup = stdio::ProcessSetup {
+            id,
+            pid: 0,
+            job: spec,
+            servers: self.servers.clone(),
+            events: self.events_tx.clone(),
+            control: control_rx,
+            shutdown_timeout: self.settings.shutdown_timeout,
+        };
+        tokio::spawn(http_slot::run(setup, client));
+        let Some(job) = self.jobs.get_mut(name) else {
+            return false;
+        };
+        job.procs.insert(id, Proc::new(control_tx));
+        self.owner.insert(id, name.to_string());
+        tracing::info!(job = name, "{} started", id.noun());
+        self.observe_start(name, id, reason);
+        true
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
     }
 
     fn on_request(&mut self, envelope: Envelope) {
@@ -758,9 +828,9 @@ impl Supervisor {
                     job.lasterror = old.lasterror;
                     job.lasterror_msg = std::mem::take(&mut old.lasterror_msg);
                     job.tally = old.tally;
-                    for (pid, mut proc) in std::mem::take(&mut old.procs) {
+                    for (id, mut proc) in std::mem::take(&mut old.procs) {
                         proc.stop(StopReason::Reload);
-                        job.procs.insert(pid, proc);
+                        job.procs.insert(id, proc);
                     }
                     new_jobs.insert(name, job);
                 }
@@ -809,7 +879,7 @@ impl Pools for Supervisor {
         self.job_views().iter().map(command::JobRow::from).collect()
     }
 
-    fn job_pids(&self, name: &str) -> Option<Vec<u32>> {
+    fn job_members(&self, name: &str) -> Option<Vec<WorkerId>> {
         self.jobs
             .get(name)
             .filter(|j| !j.removed)
@@ -840,20 +910,30 @@ impl Pools for Supervisor {
             .map(|j| (j.min, j.max))
     }
 
-    fn kill(&mut self, pids: &[u32]) {
-        for pid in pids {
-            if self.owner.contains_key(pid) {
-                self.console_killed.insert(*pid);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    Signal::SIGTERM,
-                );
+    fn kill(&mut self, members: &[WorkerId]) {
+        for id in members {
+            let Some(name) = self.owner.get(id) else {
+                continue;
+            };
+            self.console_killed.insert(*id);
+            match id.pid() {
+                Some(pid) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        Signal::SIGTERM,
+                    );
+                }
+                None => {
+                    if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(id)) {
+                        proc.kill_slot();
+                    }
+                }
             }
         }
     }
 
-    fn owns(&self, pid: u32) -> bool {
-        self.owner.contains_key(&pid)
+    fn member_with_pid(&self, pid: u32) -> Option<WorkerId> {
+        self.owner.keys().find(|id| id.pid() == Some(pid)).copied()
     }
 
     fn proc_rows(&self) -> Vec<command::ProcRow> {

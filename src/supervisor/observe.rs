@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::events::Event;
-use super::{pools, sampling, Job, Proc, Supervisor};
+use super::{pools, sampling, Job, Proc, Supervisor, WorkerId};
 use crate::command::view::{seconds, JobView, Overview, ProcessView, ServerView, StateCounts};
 use crate::command::ReloadOutcome;
 use crate::policy::{ProcState, StartReason};
@@ -26,12 +26,12 @@ impl Supervisor {
     /// Before the loop acts on a process event (the process is still listed).
     pub(super) fn observe_event(&mut self, event: &Event) {
         if let Event::Exited {
-            pid, status, cause, ..
+            id, status, cause, ..
         } = event
         {
-            if let Some(name) = self.owner.get(pid) {
-                let killed = self.console_killed.contains(pid);
-                self.feed_exit(name, *pid, status.as_ref(), cause, killed);
+            if let Some(name) = self.owner.get(id) {
+                let killed = self.console_killed.contains(id);
+                self.feed_exit(name, *id, status.as_ref(), cause, killed);
             }
         }
         let Some(metrics) = self.metrics.as_mut() else {
@@ -44,21 +44,21 @@ impl Supervisor {
         ) {
             return;
         }
-        let pid = event.pid();
+        let id = event.id();
         let Some((name, job)) = self
             .owner
-            .get(&pid)
+            .get(&id)
             .and_then(|name| Some((name, self.jobs.get(name)?)))
         else {
             return;
         };
-        let killed = matches!(event, Event::Exited { .. }) && self.console_killed.contains(&pid);
+        let killed = matches!(event, Event::Exited { .. }) && self.console_killed.contains(&id);
         metrics.on_event(name, job, event, killed);
     }
 
-    /// A process was started for `reason`.
-    pub(super) fn observe_start(&mut self, name: &str, pid: u32, reason: StartReason) {
-        self.feed_start(name, pid, reason);
+    /// A process (or slot) was started for `reason`.
+    pub(super) fn observe_start(&mut self, name: &str, id: WorkerId, reason: StartReason) {
+        self.feed_start(name, id, reason);
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
@@ -66,7 +66,7 @@ impl Supervisor {
             return;
         };
         if reason == StartReason::Backlog {
-            if let Some(proc) = job.procs.get_mut(&pid) {
+            if let Some(proc) = job.procs.get_mut(&id) {
                 proc.backlog_seen = Some(self.polled_at);
             }
         }
@@ -116,7 +116,8 @@ impl Supervisor {
             return;
         }
         self.sampled_at = Some(Instant::now());
-        let pids: Vec<u32> = self.owner.keys().copied().collect();
+        // Slots have no process to read.
+        let pids: Vec<u32> = self.owner.keys().filter_map(WorkerId::pid).collect();
         let out = out.clone();
         tokio::spawn(async move {
             let _ = out.send(sampling::read_all(pids).await);
@@ -128,11 +129,19 @@ impl Supervisor {
     pub(super) fn on_usage(&mut self, samples: Samples) {
         let now = Instant::now();
         let mut used: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+        let by_pid: std::collections::HashMap<u32, WorkerId> = self
+            .owner
+            .keys()
+            .filter_map(|id| Some((id.pid()?, *id)))
+            .collect();
         for (pid, usage) in samples {
-            let Some(name) = self.owner.get(&pid) else {
+            let Some(id) = by_pid.get(&pid) else {
                 continue;
             };
-            if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(&pid)) {
+            let Some(name) = self.owner.get(id) else {
+                continue;
+            };
+            if let Some(proc) = self.jobs.get_mut(name).and_then(|j| j.procs.get_mut(id)) {
                 *used.entry(name.as_str()).or_default() += proc.usage.update(usage, now);
             }
         }
@@ -158,6 +167,7 @@ impl Supervisor {
             servers: self.server_views(),
             jobs: self.job_views(),
             processes: self.process_views(),
+            schedules: self.schedules.states(),
         }
     }
 
@@ -217,7 +227,7 @@ impl Supervisor {
             .flat_map(|(name, job)| {
                 job.procs
                     .iter()
-                    .map(move |(pid, proc)| process_view(*pid, name, proc, now))
+                    .map(move |(id, proc)| process_view(*id, name, proc, now))
             })
             .collect()
     }
@@ -228,15 +238,18 @@ fn has_series(job: &Job) -> bool {
     !(job.removed && job.procs.is_empty())
 }
 
-fn process_view(pid: u32, job: &str, proc: &Proc, now: Instant) -> ProcessView {
+fn process_view(id: WorkerId, job: &str, proc: &Proc, now: Instant) -> ProcessView {
     let current = proc.current.as_ref();
-    // Sampled while the HTTP listener is on; read now otherwise (`ps`).
-    let rss = match proc.usage.last {
-        Some(usage) => Some(usage.rss_bytes),
-        None => pools::rss_kib(pid).map(|kib| kib * 1024),
-    };
+    // Sampled while the HTTP listener is on; read now otherwise (`ps`), or
+    // when the reading caught the process in its exec (no memory mapped yet).
+    let rss = proc
+        .usage
+        .last
+        .map(|usage| usage.rss_bytes)
+        .filter(|bytes| *bytes > 0)
+        .or_else(|| id.pid().and_then(pools::rss_kib).map(|kib| kib * 1024));
     ProcessView {
-        pid,
+        pid: id.pid(),
         job: job.to_string(),
         state: proc.state_name(),
         function: current.map(|(f, _)| String::from_utf8_lossy(f).into_owned()),

@@ -1,5 +1,6 @@
-//! Jobs and processes as the supervisor loop tracks them: limits, states,
-//! the console's lastrun/lasterror columns, and crash-loop backoff.
+//! Jobs and their members (processes, or an http job's slots) as the
+//! supervisor loop tracks them: limits, states, the console's
+//! lastrun/lasterror columns, and crash-loop backoff.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::events::{Control, StopReason};
+use super::member::WorkerId;
 use super::sampling::UsageTrack;
 use super::BACKOFF_MAX;
 use crate::config::JobSpec;
@@ -20,7 +22,7 @@ pub struct Job {
     pub spec: Arc<JobSpec>,
     pub min: u32,
     pub max: u32,
-    pub procs: BTreeMap<u32, Proc>,
+    pub procs: BTreeMap<WorkerId, Proc>,
     /// Epoch seconds; 0 for never.
     pub lastrun: i64,
     pub lasterror: i64,
@@ -32,13 +34,13 @@ pub struct Job {
     pub quiet_since: Instant,
     /// Dropped by a reload; listed until its processes are gone.
     pub removed: bool,
-    /// Jobs answered since the supervisor started (`/api/status`).
-    pub tally: Tally,
     /// When its processes took jobs that the last status poll may still
     /// count as waiting: deciding on that count alone would start a process
     /// for a job already being served (costly for workers that are slow to
     /// start, such as a perl loading Moose). Oldest first.
     pub taken: VecDeque<Instant>,
+    /// Jobs answered since the supervisor started (`/api/status`).
+    pub tally: Tally,
 }
 
 /// How a job's jobs ended, since the supervisor started.
@@ -63,8 +65,8 @@ impl Job {
             blocked_until: None,
             quiet_since: Instant::now(),
             removed: false,
-            tally: Tally::default(),
             taken: VecDeque::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -78,8 +80,8 @@ impl Job {
     pub fn proc_views(&self) -> Vec<ProcView> {
         self.procs
             .iter()
-            .map(|(pid, p)| ProcView {
-                pid: *pid,
+            .map(|(id, p)| ProcView {
+                id: *id,
                 state: p.state,
             })
             .collect()
@@ -250,6 +252,13 @@ impl Proc {
         self.state = ProcState::Stopping;
     }
 
+    /// Ends a slot now (what SIGTERM is to a process): a job in flight
+    /// goes back to gearmand.
+    pub fn kill_slot(&mut self) {
+        let _ = self.control.send(Control::Kill);
+        self.state = ProcState::Stopping;
+    }
+
     pub fn state_name(&self) -> &'static str {
         match self.state {
             ProcState::Starting => "starting",
@@ -358,7 +367,8 @@ mod tests {
         let (control, _) = mpsc::unbounded_channel();
         let mut proc = Proc::new(control);
         proc.state = state;
-        job.procs.insert(pid, proc);
+        job.procs
+            .insert(WorkerId::process(u64::from(pid), pid), proc);
     }
 
     #[test]
@@ -370,7 +380,7 @@ mod tests {
         assert!(!two.settled(), "one still starting");
         add(&mut two, 3, ProcState::Stopping);
         assert!(!two.settled(), "a stopping process does not count");
-        two.procs.get_mut(&1).unwrap().state = ProcState::Idle {
+        two.procs.get_mut(&WorkerId::process(1, 1)).unwrap().state = ProcState::Idle {
             since: Instant::now(),
         };
         assert!(two.settled());

@@ -1,23 +1,20 @@
-//! One stdio-protocol process: its pipes, its Gearman worker connections (one
-//! per server) and the grab loop that asks gearmand for work only while the
-//! process is idle.
+//! One stdio-protocol process (also an exec slot's resident helper): its
+//! pipes, and the executor side of its member task: each job the grab loop
+//! ([`crate::gearman::grab`]) hands over is written to the process's stdin,
+//! and its answers are relayed back.
 //!
 //! The loop is a small state machine driven by one `select!` over the
-//! worker's framed stdout, the server connections, supervisor control and a
-//! single timer. Grabbing goes server by server (`GRAB_JOB_UNIQ`; on `NO_JOB`
-//! the next one); when every server said `NO_JOB` the process sleeps
-//! (`PRE_SLEEP`) until any server wakes it with `NOOP`. When the process dies
-//! with a job in flight, its connections are dropped without an answer, so
-//! gearmand hands the job to another worker.
+//! worker's framed stdout, the grab loop's connections, supervisor control
+//! and a single timer. When the process dies with a job in flight, its
+//! connections are dropped without an answer, so gearmand hands the job to
+//! another worker.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::process::{Child, ChildStdin};
@@ -26,10 +23,12 @@ use tokio::time::sleep_until;
 use tokio_util::codec::FramedRead;
 
 use super::events::{Control, Event, ExitCause, JobOutcome, StopReason};
+use super::member::{recycling_due, WorkerId};
 use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use crate::config::{JobSpec, Protocol};
-use crate::gearman::{self, arg, GearmanError, Link, Packet, PacketType};
+use crate::gearman::grab::{self, Assignment, GrabLoop, Then};
+use crate::gearman::PacketType;
 use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 
 /// Jobs up to this size (header and workload) are written to the worker in
@@ -37,16 +36,13 @@ use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
 const INLINE_WRITE_MAX: usize = 64 * 1024;
 /// How long a process gets between its stop signal (or SIGTERM) and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-/// Reconnect backoff to a server that went away. The cap is low so that
-/// work flows again within about a second of a restarted gearmand's return;
-/// a failed attempt costs one connect, made off the process's loop.
-const RECONNECT_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// Extra time the supervisor allows an exec slot beyond the job's timeout,
 /// so that the slot fails the job itself and survives.
 const EXEC_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
 
+/// What a member task needs from the supervisor (a slot's `pid` is 0).
 pub struct ProcessSetup {
+    pub id: WorkerId,
     pub pid: u32,
     pub job: Arc<JobSpec>,
     pub servers: Arc<Vec<String>>,
@@ -59,12 +55,8 @@ enum Phase {
     Starting {
         deadline: Instant,
     },
-    /// Waiting for the answer to a GRAB_JOB_UNIQ sent to `server`.
-    Asking {
-        server: usize,
-        asked: usize,
-    },
-    Sleeping,
+    /// Ready; the grab loop asks for work or sleeps.
+    Idle,
     Busy(InFlight),
     /// Stdin closed and connections dropped; waiting for it to exit.
     Draining {
@@ -74,33 +66,16 @@ enum Phase {
 }
 
 struct InFlight {
-    server: usize,
-    handle: Bytes,
     function: Bytes,
     started: Instant,
-    /// False once that server's connection broke: the answer has nowhere to go.
-    deliverable: bool,
     deadline: Option<(Instant, Duration)>,
 }
 
-struct ServerLink {
-    addr: String,
-    link: Option<Link>,
-    reconnect_at: Option<Instant>,
-    backoff: Duration,
-    /// A connect task is under way; its result arrives as `Wake::Connected`.
-    connecting: bool,
-}
-
-/// A connect task's result: the server's index and a registered link.
-type Connected = (usize, Result<Link, String>);
-
 enum Wake {
     Frame(Option<Result<WorkerFrame, crate::protocol::ProtocolError>>),
-    Packet(usize, Option<Result<Packet, GearmanError>>),
+    Grab(grab::Wake),
     Control(Option<Control>),
     Exited(std::io::Result<std::process::ExitStatus>),
-    Connected(Connected),
     Timer,
 }
 
@@ -113,11 +88,8 @@ struct StdioProcess {
     stdin: Option<BufWriter<ChildStdin>>,
     /// Frames read while a large workload was being written, handled next.
     early_frames: VecDeque<Option<Result<WorkerFrame, crate::protocol::ProtocolError>>>,
-    servers: Vec<ServerLink>,
-    connects_tx: mpsc::UnboundedSender<Connected>,
-    connects_rx: mpsc::UnboundedReceiver<Connected>,
+    grab: GrabLoop,
     phase: Phase,
-    next_server: usize,
     started: Instant,
     jobs_done: u64,
     stop_requested: bool,
@@ -144,18 +116,7 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
             stderr,
         ));
     }
-    let servers = setup
-        .servers
-        .iter()
-        .map(|addr| ServerLink {
-            addr: addr.clone(),
-            link: None,
-            reconnect_at: None,
-            backoff: RECONNECT_MIN,
-            connecting: false,
-        })
-        .collect();
-    let (connects_tx, connects_rx) = mpsc::unbounded_channel();
+    let grab = new_grab_loop(&setup);
     let start_timeout = setup.job.start_timeout;
     let mut process = StdioProcess {
         exit: ExitWatch::new(setup.pid),
@@ -163,13 +124,10 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
         stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
         early_frames: VecDeque::new(),
-        servers,
-        connects_tx,
-        connects_rx,
+        grab,
         phase: Phase::Starting {
             deadline: Instant::now() + start_timeout,
         },
-        next_server: 0,
         started: Instant::now(),
         jobs_done: 0,
         stop_requested: false,
@@ -184,18 +142,21 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
     process.run().await;
 }
 
-async fn next_packet(servers: &mut [ServerLink]) -> (usize, Option<Result<Packet, GearmanError>>) {
-    poll_fn(|cx| {
-        for (i, s) in servers.iter_mut().enumerate() {
-            if let Some(link) = s.link.as_mut() {
-                if let Poll::Ready(item) = link.poll_next_unpin(cx) {
-                    return Poll::Ready((i, item));
-                }
-            }
-        }
-        Poll::Pending
-    })
-    .await
+/// The member's grab loop, for the functions of its job.
+pub fn new_grab_loop(setup: &ProcessSetup) -> GrabLoop {
+    let functions: Vec<Bytes> = setup
+        .job
+        .functions
+        .iter()
+        .map(|f| Bytes::from(f.function.clone()))
+        .collect();
+    // Jitter by pid (by sequence number for a slot).
+    let jitter_seed = setup.id.pid().unwrap_or(setup.id.seq() as u32);
+    let who = grab::Member {
+        pid: setup.id.pid(),
+        job: setup.job.name.clone(),
+    };
+    GrabLoop::new(who, &setup.servers, functions, jitter_seed)
 }
 
 impl StdioProcess {
@@ -216,10 +177,9 @@ impl StdioProcess {
             let deadline = self.deadline();
             let wake = tokio::select! {
                 frame = self.frames.next() => Wake::Frame(frame),
-                (i, p) = next_packet(&mut self.servers) => Wake::Packet(i, p),
+                w = self.grab.wake() => Wake::Grab(w),
                 c = self.setup.control.recv() => Wake::Control(c),
                 s = self.exit.wait(&mut self.child) => Wake::Exited(s),
-                Some(c) = self.connects_rx.recv() => Wake::Connected(c),
                 _ = sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
@@ -229,18 +189,14 @@ impl StdioProcess {
                         return;
                     }
                 }
-                Wake::Packet(i, Some(Ok(packet))) => self.on_packet(i, packet).await,
-                Wake::Packet(i, _) => {
-                    let was_asking =
-                        matches!(self.phase, Phase::Asking { server, .. } if server == i);
-                    self.server_lost(i);
-                    // Ask the other servers, or sleep on them: their NOOPs
-                    // only come to a worker that said PRE_SLEEP.
-                    if was_asking {
-                        self.grab_or_sleep(self.next_server, 0).await;
+                Wake::Grab(w) => {
+                    if let Some(job) = self.grab.on_wake(w).await {
+                        self.start_job(job).await;
                     }
                 }
                 Wake::Control(Some(Control::Stop(reason))) => self.request_stop(reason, None),
+                // Processes are killed by signal; this is for slots.
+                Wake::Control(Some(Control::Kill)) => self.request_stop(StopReason::Killed, None),
                 Wake::Control(Some(Control::Retire(reason, text))) => {
                     self.request_stop(reason, Some(text))
                 }
@@ -258,7 +214,6 @@ impl StdioProcess {
                     }
                     return self.exited(status);
                 }
-                Wake::Connected((i, result)) => self.on_connected(i, result).await,
                 Wake::Timer => self.on_timer().await,
             }
         }
@@ -320,15 +275,10 @@ impl StdioProcess {
                 signal_at,
                 next: Some(_),
             } => Some(*signal_at),
-            Phase::Asking { .. } | Phase::Sleeping => self.lifetime_end(),
+            Phase::Idle => self.lifetime_end(),
             Phase::Draining { next: None, .. } => None,
         };
-        let reconnect = self.servers.iter().filter_map(|s| s.reconnect_at).min();
-        [phase, reconnect]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(far)
+        phase.unwrap_or(far)
     }
 
     fn lifetime_end(&self) -> Option<Instant> {
@@ -343,23 +293,20 @@ impl StdioProcess {
         match (&self.phase, frame) {
             (Phase::Starting { .. }, WorkerFrame::Ready) => self.became_ready().await,
             (Phase::Busy(_), WorkerFrame::Data(d)) => {
-                self.relay(PacketType::WorkData, vec![d]).await
+                self.grab.relay(PacketType::WorkData, vec![d]).await
             }
             (Phase::Busy(_), WorkerFrame::Warning(w)) => {
-                self.relay(PacketType::WorkWarning, vec![w]).await
+                self.grab.relay(PacketType::WorkWarning, vec![w]).await
             }
             (Phase::Busy(_), WorkerFrame::Status(n, d)) => {
-                self.relay(PacketType::WorkStatus, vec![n, d]).await
+                self.grab.relay(PacketType::WorkStatus, vec![n, d]).await
             }
-            (Phase::Busy(job), WorkerFrame::Done(result)) => {
-                // WORK_COMPLETE goes out with the next GRAB_JOB in one write.
-                let server = job.server;
-                self.relay_unflushed(PacketType::WorkComplete, vec![result])
-                    .await;
-                self.job_ended(JobOutcome::Done, Some(server)).await;
+            (Phase::Busy(_), WorkerFrame::Done(result)) => {
+                let then = self.job_ended(JobOutcome::Done);
+                self.grab.complete(result, then).await;
+                self.after_job(then);
             }
             (Phase::Busy(_), WorkerFrame::Fail(message)) => {
-                self.fail_in_flight(&message).await;
                 let text = String::from_utf8_lossy(&message).into_owned();
                 // An exec slot times its commands out itself.
                 let outcome = if self.setup.job.protocol == Protocol::Exec
@@ -369,7 +316,9 @@ impl StdioProcess {
                 } else {
                     JobOutcome::Failed(text)
                 };
-                self.job_ended(outcome, None).await;
+                let then = self.job_ended(outcome);
+                self.grab.fail(&message, then).await;
+                self.after_job(then);
             }
             (Phase::Draining { .. }, _) => {}
             (_, frame) => {
@@ -379,281 +328,60 @@ impl StdioProcess {
     }
 
     async fn became_ready(&mut self) {
-        for i in 0..self.servers.len() {
-            self.connect_server(i);
-        }
         tracing::debug!(pid = self.setup.pid, job = self.job(), "ready");
-        self.send_event(Event::Ready {
-            pid: self.setup.pid,
-        });
-        self.grab_or_sleep(self.next_server, 0).await;
+        self.send_event(Event::Ready { id: self.setup.id });
+        self.phase = Phase::Idle;
+        self.grab.start().await;
     }
 
-    /// Connects and registers in a task of its own: a server that drops
-    /// SYNs would otherwise hold up this loop, and with it the work coming
-    /// from every other server, for the whole connect timeout.
-    fn connect_server(&mut self, i: usize) {
-        let s = &mut self.servers[i];
-        s.reconnect_at = None;
-        if s.connecting {
+    async fn start_job(&mut self, job: Assignment) {
+        let Some(spec) = self.setup.job.function(&job.function).cloned() else {
+            // The grab loop takes only the job's functions.
             return;
-        }
-        s.connecting = true;
-        let addr = s.addr.clone();
-        let functions: Vec<Bytes> = self
-            .setup
-            .job
-            .functions
-            .iter()
-            .map(|f| Bytes::from(f.function.clone()))
-            .collect();
-        let done = self.connects_tx.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let mut link = gearman::connect(&addr).await.map_err(|e| e.to_string())?;
-                for f in functions {
-                    let can_do = Packet::request(PacketType::CanDo, vec![f]);
-                    link.feed(can_do).await.map_err(|e| e.to_string())?;
-                }
-                link.flush().await.map_err(|e| e.to_string())?;
-                Ok(link)
-            };
-            let _ = done.send((i, result.await));
-        });
-    }
-
-    async fn on_connected(&mut self, i: usize, result: Result<Link, String>) {
-        self.servers[i].connecting = false;
-        if matches!(self.phase, Phase::Draining { .. }) {
-            return;
-        }
-        match result {
-            Ok(link) => {
-                let s = &mut self.servers[i];
-                s.link = Some(link);
-                s.reconnect_at = None;
-                s.backoff = RECONNECT_MIN;
-                if matches!(self.phase, Phase::Sleeping) {
-                    self.grab_or_sleep(self.next_server, 0).await;
-                }
-            }
-            Err(err) => {
-                tracing::debug!(
-                    pid = self.setup.pid,
-                    job = self.job(),
-                    "cannot reach gearmand {}: {err}",
-                    self.servers[i].addr
-                );
-                self.schedule_reconnect(i);
-            }
-        }
-    }
-
-    fn schedule_reconnect(&mut self, i: usize) {
-        let s = &mut self.servers[i];
-        s.link = None;
-        // Jitter by pid so that hundreds of processes do not reconnect in step.
-        let jitter = Duration::from_millis(
-            u64::from(self.setup.pid % 97) * s.backoff.as_millis() as u64 / 200,
-        );
-        s.reconnect_at = Some(Instant::now() + s.backoff + jitter);
-        s.backoff = (s.backoff * 2).min(RECONNECT_MAX);
-    }
-
-    fn connected(&self) -> usize {
-        self.servers.iter().filter(|s| s.link.is_some()).count()
-    }
-
-    /// Asks the next connected server from `from` for a job, or sleeps when
-    /// `asked` servers already said NO_JOB.
-    async fn grab_or_sleep(&mut self, from: usize, asked: usize) {
-        if self.stop_requested || self.retire_reason.is_some() {
-            return self.begin_stop();
-        }
-        let n = self.servers.len();
-        if asked < self.connected() {
-            for step in 0..n {
-                let i = (from + step) % n;
-                let grab = Packet::request(PacketType::GrabJobUniq, vec![]);
-                if self.servers[i].link.is_some() && self.send_to(i, grab).await {
-                    self.phase = Phase::Asking { server: i, asked };
-                    return;
-                }
-            }
-        }
-        for i in 0..n {
-            if self.servers[i].link.is_some() {
-                self.send_to(i, Packet::request(PacketType::PreSleep, vec![]))
-                    .await;
-            }
-        }
-        self.phase = Phase::Sleeping;
-    }
-
-    /// Sends one packet; a broken connection schedules a reconnect.
-    async fn send_to(&mut self, i: usize, packet: Packet) -> bool {
-        let Some(link) = self.servers[i].link.as_mut() else {
-            return false;
         };
-        if link.send(packet).await.is_ok() {
-            return true;
-        }
-        self.server_lost(i);
-        false
-    }
-
-    async fn on_packet(&mut self, i: usize, packet: Packet) {
-        match packet.ptype {
-            PacketType::Noop => {
-                if matches!(self.phase, Phase::Sleeping) {
-                    self.grab_or_sleep(i, 0).await;
-                }
-            }
-            PacketType::NoJob => {
-                if let Phase::Asking { server, asked } = self.phase {
-                    if server == i {
-                        let n = self.servers.len();
-                        self.grab_or_sleep((i + 1) % n, asked + 1).await;
-                    }
-                }
-            }
-            PacketType::JobAssignUniq | PacketType::JobAssign => {
-                if matches!(self.phase, Phase::Asking { server, .. } if server == i) {
-                    self.start_job(i, packet).await;
-                }
-            }
-            PacketType::Error => {
-                tracing::warn!(
-                    pid = self.setup.pid,
-                    job = self.job(),
-                    "gearmand {} answered ERROR {}: {}",
-                    self.servers[i].addr,
-                    String::from_utf8_lossy(&arg(&packet, 0)),
-                    String::from_utf8_lossy(&arg(&packet, 1))
-                );
-            }
-            _ => {}
-        }
-    }
-
-    async fn start_job(&mut self, server: usize, packet: Packet) {
-        let uniq = packet.ptype == PacketType::JobAssignUniq;
-        let handle = arg(&packet, 0);
-        let function = arg(&packet, 1);
-        let (unique, workload) = if uniq {
-            (arg(&packet, 2), arg(&packet, 3))
-        } else {
-            (Bytes::new(), arg(&packet, 2))
-        };
-        self.next_server = (server + 1) % self.servers.len();
-        let Some(spec) = self.setup.job.function(&function).cloned() else {
-            tracing::warn!(
-                pid = self.setup.pid,
-                job = self.job(),
-                "was assigned unknown function {}",
-                String::from_utf8_lossy(&function)
-            );
-            self.send_to(server, Packet::request(PacketType::WorkFail, vec![handle]))
-                .await;
-            return self.grab_or_sleep(self.next_server, 0).await;
-        };
-        let header = job_header(&spec.key, &handle, &unique, workload.len());
+        let header = job_header(&spec.key, &job.handle, &job.unique, job.workload.len());
         let timeout = match (self.setup.job.protocol, spec.timeout) {
             (Protocol::Exec, Some(t)) => Some((Instant::now() + t + EXEC_TIMEOUT_SLACK, t)),
             (_, Some(t)) => Some((Instant::now() + t, t)),
             (_, None) => None,
         };
         self.phase = Phase::Busy(InFlight {
-            server,
-            handle,
-            function: function.clone(),
+            function: job.function.clone(),
             started: Instant::now(),
-            deliverable: true,
             deadline: timeout,
         });
         self.send_event(Event::Busy {
-            pid: self.setup.pid,
-            function,
+            id: self.setup.id,
+            function: job.function,
         });
-        self.write_job(header, workload).await;
+        self.write_job(header, job.workload).await;
     }
 
-    /// Queues a WORK_* packet for the job in flight without flushing it.
-    async fn relay_unflushed(&mut self, ptype: PacketType, rest: Vec<Bytes>) {
-        let Phase::Busy(job) = &self.phase else {
-            return;
-        };
-        if !job.deliverable {
-            return;
-        }
-        let server = job.server;
-        let mut args = Vec::with_capacity(rest.len() + 1);
-        args.push(job.handle.clone());
-        args.extend(rest);
-        let Some(link) = self.servers[server].link.as_mut() else {
-            return;
-        };
-        if link.feed(Packet::request(ptype, args)).await.is_err() {
-            self.server_lost(server);
-        }
-    }
-
-    async fn flush_server(&mut self, i: usize) {
-        let Some(link) = self.servers[i].link.as_mut() else {
-            return;
-        };
-        if link.flush().await.is_err() {
-            self.server_lost(i);
-        }
-    }
-
-    /// Sends a WORK_* packet for the job in flight.
-    async fn relay(&mut self, ptype: PacketType, rest: Vec<Bytes>) {
-        let Phase::Busy(job) = &self.phase else {
-            return;
-        };
-        let server = job.server;
-        self.relay_unflushed(ptype, rest).await;
-        self.flush_server(server).await;
-    }
-
-    /// WORK_FAIL, preceded by the message as WORK_WARNING so that a
-    /// foreground client can see why (WORK_FAIL itself carries no text).
-    async fn fail_in_flight(&mut self, message: &[u8]) {
-        if !message.is_empty() {
-            self.relay(
-                PacketType::WorkWarning,
-                vec![Bytes::copy_from_slice(message)],
-            )
-            .await;
-        }
-        self.relay(PacketType::WorkFail, vec![]).await;
-    }
-
-    /// `unflushed`: a server with an answer still queued; it leaves with the
-    /// next GRAB_JOB, or at once if the process is about to stop.
-    async fn job_ended(&mut self, outcome: JobOutcome, unflushed: Option<usize>) {
+    /// Counts the job and tells the grab loop what comes next: the next
+    /// job, or (when the process is to stop) nothing.
+    fn job_ended(&mut self, outcome: JobOutcome) -> Then {
         self.jobs_done += 1;
         self.send_job_ended(outcome);
-        let job = &self.setup.job;
-        if job.max_jobs > 0 && self.jobs_done >= job.max_jobs {
-            let text = format!("max_jobs {} reached", job.max_jobs);
-            self.retire(StopReason::MaxJobs, text);
-        } else if self.lifetime_end().is_some_and(|end| Instant::now() >= end) {
-            let text = format!(
-                "max_lifetime {}s reached",
-                job.max_lifetime.unwrap_or_default().as_secs()
-            );
-            self.retire(StopReason::MaxLifetime, text);
+        let due = recycling_due(
+            &self.setup.job,
+            self.jobs_done,
+            self.started,
+            Instant::now(),
+        );
+        if let Some((why, text)) = due {
+            self.retire(why, text);
         }
-        self.phase = Phase::Sleeping;
-        let stopping = self.stop_requested || self.retire_reason.is_some();
-        if let (Some(server), true) = (unflushed, stopping) {
-            self.flush_server(server).await;
+        self.phase = Phase::Idle;
+        if self.stop_requested || self.retire_reason.is_some() {
+            Then::Stop
+        } else {
+            Then::Grab
         }
-        self.grab_or_sleep(self.next_server, 0).await;
-        if let (Some(server), false) = (unflushed, stopping) {
-            self.flush_server(server).await;
+    }
+
+    fn after_job(&mut self, then: Then) {
+        if then == Then::Stop {
+            self.begin_stop();
         }
     }
 
@@ -664,13 +392,13 @@ impl StdioProcess {
         let Phase::Busy(job) = &self.phase else {
             return;
         };
-        let outcome = if job.deliverable {
+        let outcome = if self.grab.deliverable() {
             outcome
         } else {
             JobOutcome::Requeued
         };
         let event = Event::JobEnded {
-            pid: self.setup.pid,
+            id: self.setup.id,
             function: job.function.clone(),
             outcome,
             duration: job.started.elapsed(),
@@ -687,7 +415,7 @@ impl StdioProcess {
                 "Recycling: {reason}"
             );
             self.send_event(Event::Retiring {
-                pid: self.setup.pid,
+                id: self.setup.id,
                 reason: reason.clone(),
             });
             self.retire_reason = Some(reason);
@@ -715,27 +443,19 @@ impl StdioProcess {
         if matches!(self.phase, Phase::Draining { .. }) {
             return;
         }
-        for s in &mut self.servers {
-            s.link = None;
-            s.reconnect_at = None;
-        }
+        self.grab.close();
         self.stdin = None;
-        let reason = self.stop_reason.unwrap_or(StopReason::Shutdown);
-        let signal = self.setup.job.stop_signal;
-        self.cause
-            .get_or_insert(ExitCause::Stopped { reason, signal });
+        let why = self.stop_reason.unwrap_or(StopReason::Shutdown);
+        self.cause.get_or_insert(ExitCause::Requested(why));
         self.phase = Phase::Draining {
             signal_at: Instant::now() + self.setup.shutdown_timeout,
-            next: Some(signal),
+            next: Some(self.setup.job.stop_signal),
         };
     }
 
     fn kill_now(&mut self, cause: ExitCause) {
         self.note_requeued();
-        for s in &mut self.servers {
-            s.link = None;
-            s.reconnect_at = None;
-        }
+        self.grab.close();
         self.stdin = None;
         self.cause.get_or_insert(cause);
         signal_group(self.setup.pid, Signal::SIGTERM);
@@ -756,21 +476,6 @@ impl StdioProcess {
         )));
     }
 
-    fn server_lost(&mut self, i: usize) {
-        tracing::debug!(
-            pid = self.setup.pid,
-            job = self.job(),
-            "lost its connection to gearmand {}",
-            self.servers[i].addr
-        );
-        self.schedule_reconnect(i);
-        match &mut self.phase {
-            Phase::Busy(job) if job.server == i => job.deliverable = false,
-            Phase::Asking { server, .. } if *server == i => self.phase = Phase::Sleeping,
-            _ => {}
-        }
-    }
-
     async fn on_timer(&mut self) {
         let now = Instant::now();
         match &self.phase {
@@ -787,7 +492,6 @@ impl StdioProcess {
                     signal_at: now,
                     next: None,
                 };
-                return;
             }
             Phase::Busy(job) => {
                 if let Some((deadline, limit)) = job.deadline {
@@ -797,10 +501,12 @@ impl StdioProcess {
                 }
                 if self.shutdown_deadline.is_some_and(|d| now >= d) {
                     tracing::warn!(
-                        pid = self.setup.pid, job = self.job(), "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
-                        self.setup.shutdown_timeout.as_secs_f64()
+            pid = self.setup.pid,
+            job = self.job(),
+            "Job still running {}s into the shutdown; killing the process, gearmand will hand the job to another worker",
+            self.setup.shutdown_timeout.as_secs_f64()
                     );
-                    return self.kill_now(ExitCause::Requested(StopReason::Shutdown));
+                    self.kill_now(ExitCause::Requested(StopReason::Shutdown));
                 }
             }
             Phase::Draining {
@@ -820,29 +526,16 @@ impl StdioProcess {
                     signal_at: now + KILL_GRACE,
                     next,
                 };
-                return;
             }
-            Phase::Asking { .. } | Phase::Sleeping
-                if self.lifetime_end().is_some_and(|end| now >= end) =>
-            {
+            Phase::Idle if self.lifetime_end().is_some_and(|end| now >= end) => {
                 let secs = self.setup.job.max_lifetime.unwrap_or_default().as_secs();
                 self.retire(
                     StopReason::MaxLifetime,
                     format!("max_lifetime {secs}s reached"),
                 );
-                return self.begin_stop();
+                self.begin_stop();
             }
             _ => {}
-        }
-        self.reconnect_due(now);
-    }
-
-    fn reconnect_due(&mut self, now: Instant) {
-        let due: Vec<usize> = (0..self.servers.len())
-            .filter(|&i| self.servers[i].reconnect_at.is_some_and(|t| t <= now))
-            .collect();
-        for i in due {
-            self.connect_server(i);
         }
     }
 
@@ -853,10 +546,10 @@ impl StdioProcess {
             job = self.job(),
             "Job {message}; killing the process"
         );
-        self.fail_in_flight(message.as_bytes()).await;
-        self.send_job_ended(JobOutcome::TimedOut(message));
+        self.send_job_ended(JobOutcome::TimedOut(message.clone()));
+        self.grab.fail(message.as_bytes(), Then::Stop).await;
         // Answered: nothing in flight goes back to gearmand.
-        self.phase = Phase::Sleeping;
+        self.phase = Phase::Idle;
         self.kill_now(ExitCause::Requested(StopReason::Timeout));
     }
 
@@ -886,9 +579,7 @@ impl StdioProcess {
         self.finished = true;
         self.note_requeued();
         // Dropping the connections hands an unanswered job back to gearmand.
-        for s in &mut self.servers {
-            s.link = None;
-        }
+        self.grab.close();
         let described = status
             .as_ref()
             .map(describe_exit)
@@ -911,7 +602,7 @@ impl StdioProcess {
         // Stop the escalation timer of a process already gone.
         signal_group_if_alive(self.setup.pid);
         let event = Event::Exited {
-            pid: self.setup.pid,
+            id: self.setup.id,
             status,
             cause,
             requeued: self.requeued.take(),

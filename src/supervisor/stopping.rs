@@ -6,7 +6,9 @@
 //!   a job in flight always finishes (up to `shutdown_timeout` on shutdown);
 //! - `gearman`-protocol processes get their `stop_signal` at once (the
 //!   supervisor cannot see whether they are busy); a job in flight finishes
-//!   only if the worker handles that signal.
+//!   only if the worker handles that signal;
+//! - `http` slots have no process: they stop once their request in flight
+//!   is answered (up to `shutdown_timeout` on shutdown).
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use crate::config::{JobSpec, Protocol};
 pub fn stop_note(job: &JobSpec) -> String {
     match job.protocol {
         Protocol::Gearman => format!(", sent {} (its stop_signal)", job.stop_signal.as_str()),
-        Protocol::Stdio | Protocol::Exec => String::new(),
+        Protocol::Stdio | Protocol::Exec | Protocol::Http => String::new(),
     }
 }
 
@@ -31,6 +33,7 @@ pub fn busy_stop(job: &JobSpec) -> String {
             job.stop_signal.as_str()
         ),
         Protocol::Stdio | Protocol::Exec => "Process will stop after its current job".into(),
+        Protocol::Http => "Slot will stop after its current job".into(),
     }
 }
 
@@ -45,16 +48,23 @@ pub fn shutdown_lines<'a>(
     let mut first = format!("{received}: shutting down");
     let mut gearman = Vec::new();
     let mut piped = 0;
+    let mut slots = 0;
     for (job, count) in jobs.filter(|(_, count)| *count > 0) {
         match job.protocol {
             Protocol::Gearman => gearman.push(gearman_line(job, count, secs)),
             Protocol::Stdio | Protocol::Exec => piped += count,
+            Protocol::Http => slots += count,
         }
     }
     if piped > 0 {
         first.push_str(&format!(
             "; {piped} stdio/exec process(es) finish the job in flight (up to {secs}s) \
              and are stopped when idle"
+        ));
+    }
+    if slots > 0 {
+        first.push_str(&format!(
+            "; {slots} http slot(s) finish the request in flight (up to {secs}s)"
         ));
     }
     std::iter::once(first).chain(gearman).collect()

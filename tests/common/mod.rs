@@ -263,6 +263,18 @@ impl Driver {
         panic!("gearman-driver could not get a console port of its own");
     }
 
+    /// Starts `gearman-driver --config FILE` (plus a free console port and a
+    /// log file); the file names the lib dir, namespaces and servers.
+    pub fn start_with_config(config: &Path) -> Driver {
+        for _ in 0..5 {
+            let args = vec!["--config".into(), config.as_os_str().to_owned()];
+            if let Some(driver) = Self::try_start_args(args, &[]) {
+                return driver;
+            }
+        }
+        panic!("gearman-driver could not get a console port of its own");
+    }
+
     fn try_start(
         lib: &Lib,
         servers: &str,
@@ -270,13 +282,19 @@ impl Driver {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Option<Driver> {
+        let mut args: Vec<std::ffi::OsString> = vec!["--lib".into(), lib.path().into()];
+        for a in ["--namespaces", namespaces, "--server", servers] {
+            args.push(a.into());
+        }
+        args.extend(extra.iter().map(|a| a.into()));
+        Self::try_start_args(args, env)
+    }
+
+    fn try_start_args(args: Vec<std::ffi::OsString>, env: &[(&str, &str)]) -> Option<Driver> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("driver.log");
         let console_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_gearman-driver"))
-            .arg("--lib")
-            .arg(lib.path())
-            .args(["--namespaces", namespaces, "--server", servers])
             .args([
                 "--console-port",
                 &console_port.to_string(),
@@ -285,7 +303,7 @@ impl Driver {
             ])
             .arg("--logfile")
             .arg(&log)
-            .args(extra)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

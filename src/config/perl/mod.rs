@@ -294,6 +294,7 @@ fn template(
         dir,
         command,
         protocol: Protocol::Stdio,
+        endpoint: None,
         stop_signal: crate::config::stop_signal::DEFAULT_STOP_SIGNAL,
         env: Default::default(),
         functions: Vec::new(),

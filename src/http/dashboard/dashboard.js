@@ -330,6 +330,18 @@
 
   // ---- processes table ----------------------------------------------------
 
+  // A process's row is keyed by its PID; an http job's slots have none,
+  // and are told apart by their place among the job's slots.
+  function procKeys(processes) {
+    const slots = new Map();
+    return processes.map((p) => {
+      if (p.pid !== null) return p.pid;
+      const n = (slots.get(p.job) || 0) + 1;
+      slots.set(p.job, n);
+      return "slot " + n + " of " + p.job;
+    });
+  }
+
   function procRow(pid) {
     const tr = el("tr");
     const c = {};
@@ -337,13 +349,14 @@
       c[key] = el("td", cls);
       tr.append(c[key]);
     }
-    c.pid.textContent = String(pid);
+    c.pid.textContent = typeof pid === "number" ? String(pid) : "–";
     const badge = el("span", "state");
     c.state.append(badge);
     const kill = el("button", "danger", "Kill");
     kill.type = "button";
     const err = el("span", "err");
-    c.action.append(kill, err);
+    // A slot has no process to kill.
+    if (typeof pid === "number") c.action.append(kill, err);
     kill.addEventListener("click", () => {
       setText(err, "");
       post("/api/processes/" + pid + "/kill")
@@ -383,11 +396,13 @@
 
   function renderProcs(status) {
     const filter = $("proc-filter").value.trim().toLowerCase();
+    const keys = procKeys(status.processes);
+    const all = status.processes.map((p, i) => ({ key: keys[i], p }));
     procView.list = filter
-      ? status.processes.filter((p) => p.job.toLowerCase().includes(filter) || p.state === filter)
-      : status.processes;
-    const alive = new Set(status.processes.map((p) => p.pid));
-    for (const pid of state.procRows.keys()) if (!alive.has(pid)) state.procRows.delete(pid);
+      ? all.filter(({ p }) => p.job.toLowerCase().includes(filter) || p.state === filter)
+      : all;
+    const alive = new Set(keys);
+    for (const key of state.procRows.keys()) if (!alive.has(key)) state.procRows.delete(key);
     placeProcs();
     const n = status.processes.length;
     setText($("proc-count"), filter ? procView.list.length + " of " + n : String(n));
@@ -399,9 +414,9 @@
     const last = Math.min(list.length, first + Math.ceil(procView.height / PROC_ROW_PX) + 20);
     const rows = [procView.topSpacer];
     for (let i = first; i < last; i++) {
-      const p = list[i];
-      let row = state.procRows.get(p.pid);
-      if (!row) { row = procRow(p.pid); state.procRows.set(p.pid, row); }
+      const { key, p } = list[i];
+      let row = state.procRows.get(key);
+      if (!row) { row = procRow(key); state.procRows.set(key, row); }
       updateProc(row, p);
       rows.push(row.tr);
     }
