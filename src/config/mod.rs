@@ -532,6 +532,20 @@ mod tests {
     }
 
     #[test]
+    fn http_bind_beyond_loopback_needs_a_token() {
+        let file = DriverFile::parse(Path::new("d.toml"), "http_bind = \"0.0.0.0:47301\"").unwrap();
+        let errs = merge(&RunFlags::default(), file, Path::new("."), "").unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].key.as_deref(), Some("http_bind"));
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "http_bind = \"0.0.0.0:47301\"\ninsecure_bind = true",
+        )
+        .unwrap();
+        assert!(merge(&RunFlags::default(), file, Path::new("."), "").is_ok());
+    }
+
+    #[test]
     fn http_bind_needs_a_port() {
         assert!(check_bind_address("127.0.0.1:47301").is_ok());
         assert!(check_bind_address("[::1]:0").is_ok());
