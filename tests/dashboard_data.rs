@@ -17,7 +17,12 @@ const LONG: Duration = Duration::from_secs(60);
 fn events(base: &str, after: u64) -> Vec<Value> {
     let reply = http::get(&format!("{base}/api/events?after={after}"));
     assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["events"].as_array().unwrap().clone()
+    let answer = reply.json();
+    let events = answer["events"].as_array().unwrap().clone();
+    if let Some(newest) = events.last() {
+        assert_eq!(answer["last"], newest["seq"], "{answer}");
+    }
+    events
 }
 
 #[test]

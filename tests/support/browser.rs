@@ -10,7 +10,8 @@
 //! (`goog:loggingPrefs`) and read with [`Browser::take_log`].
 //!
 //! chromedriver runs in a process group of its own, with Chromium inside
-//! it; the group is killed when the test binary exits.
+//! it; the group is killed, and the profile removed, when the test binary
+//! exits.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -42,6 +43,8 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 static GROUP: AtomicI32 = AtomicI32::new(0);
+/// The browser's profile, removed at exit (the shared state never drops).
+static PROFILE: OnceLock<std::path::PathBuf> = OnceLock::new();
 
 extern "C" fn kill_group() {
     let group = GROUP.load(Ordering::SeqCst);
@@ -50,6 +53,9 @@ extern "C" fn kill_group() {
         unsafe {
             libc::kill(-group, libc::SIGKILL);
         }
+    }
+    if let Some(profile) = PROFILE.get() {
+        let _ = std::fs::remove_dir_all(profile);
     }
 }
 
@@ -86,6 +92,7 @@ fn start() -> Shared {
         .build()
         .unwrap();
     let profile = tempfile::tempdir().unwrap();
+    let _ = PROFILE.set(profile.path().to_path_buf());
     let url = format!("http://127.0.0.1:{port}");
     wait_for(Duration::from_secs(30), "chromedriver to listen", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()

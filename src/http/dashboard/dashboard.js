@@ -622,6 +622,15 @@
         getJSON("/api/status"),
         getJSON("/api/events?after=" + state.lastEvent),
       ]);
+      // A restarted driver numbers its events from 1 again.
+      if (events.last < state.lastEvent) {
+        state.lastEvent = 0;
+        state.events = [];
+        $("events").replaceChildren();
+        return;
+      }
+      const names = new Set(status.jobs.map((j) => j.name));
+      state.charted = state.charted.filter((j) => names.has(j));
       chooseCharted(status);
       const historyChanged = await fetchHistory();
       const fetched = performance.now();

@@ -140,7 +140,9 @@ async fn history(State(shared): St, RawQuery(query): RawQuery) -> Response {
     Json(view).into_response()
 }
 
-/// `GET /api/events?after=N`: the process events numbered above `N`.
+/// `GET /api/events?after=N`: the process events numbered above `N`, and
+/// `last`, the newest number (smaller than `N` after a restart of the
+/// driver, which numbers from 1 again).
 async fn events(State(shared): St, RawQuery(query): RawQuery) -> Response {
     let mut after = 0;
     for (key, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
@@ -153,8 +155,11 @@ async fn events(State(shared): St, RawQuery(query): RawQuery) -> Response {
             }
         }
     }
-    let events = shared.context.history.lock().events.after(after);
-    Json(json!({ "events": events })).into_response()
+    let (events, last) = {
+        let history = shared.context.history.lock();
+        (history.events.after(after), history.events.last_seq())
+    };
+    Json(json!({ "events": events, "last": last })).into_response()
 }
 
 #[cfg(test)]
