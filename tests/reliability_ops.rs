@@ -392,3 +392,48 @@ fn a_reload_keeps_limits_set_from_the_console() {
         driver.status_line("T::W::b")
     );
 }
+
+#[test]
+fn reading_the_files_for_a_reload_holds_up_no_job() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file("T/w.py", &python_worker(""));
+    lib.file(
+        "T/W.toml",
+        "command = [\"python3\", \"w.py\"]\n[jobs.fg]\nmin_processes = 1\n",
+    );
+    let driver = Driver::start(&lib, &gearmand, "T", &["--interval", "0.5"]);
+    driver.wait_processes("T::W::fg", 1, Duration::from_secs(10));
+    assert_eq!(
+        submit(&gearmand, "T::W::fg", b"warm").result.as_deref(),
+        Some(&b"mraw"[..])
+    );
+
+    // Describing this class for the reload takes as long as it compiles.
+    lib.file(
+        "T/Slow.pm",
+        "package T::Slow;\nBEGIN { sleep 4 }\nuse base qw(Gearman::Driver::Worker);\nuse Moose;\n\
+         sub slow : Job : MinProcesses(0) { return 'x' }\n1;\n",
+    );
+    let port = driver.console_port;
+    let reload = std::thread::spawn(move || console_command(port, "reload"));
+    driver.wait_log(
+        "reload: reading the config and worker files",
+        Duration::from_secs(10),
+    );
+    let asked = Instant::now();
+    let reply = submit(&gearmand, "T::W::fg", b"during");
+    let took = asked.elapsed();
+    assert_eq!(reply.result.as_deref(), Some(&b"gnirud"[..]));
+    assert!(
+        !reload.is_finished(),
+        "the job was answered while the files were still being read ({took:?})"
+    );
+    assert!(took < Duration::from_secs(3), "the job waited {took:?}");
+    let answer = reload.join().unwrap();
+    assert_eq!(answer[0], "OK", "{answer:?}");
+    assert!(
+        answer.contains(&"T::Slow::slow: added".to_string()),
+        "{answer:?}"
+    );
+}

@@ -15,16 +15,7 @@ pub fn execute(pools: &mut dyn Pools, request: &Request) -> Answer {
         Request::SetLimits { job, min, max } => set_limits(pools, job, *min, *max),
         Request::Kill { pids } => kill(pools, pids),
         Request::KillAll { jobs } => killall(pools, jobs),
-        Request::Reload => match pools.reload() {
-            ReloadOutcome::Applied(changes) => Answer::OkWith(changes),
-            ReloadOutcome::Rejected(errors) => Answer::Failed {
-                error: super::CommandError::new(
-                    ErrorKind::InvalidConfig,
-                    "the new configuration is invalid; nothing changed",
-                ),
-                details: errors,
-            },
-        },
+        Request::Reload => reload_answer(pools.reload()),
         Request::Shutdown => {
             pools.shutdown();
             Answer::Ok
@@ -34,6 +25,21 @@ pub fn execute(pools: &mut dyn Pools, request: &Request) -> Answer {
         Request::Help => Answer::Text(help()),
         Request::Quit => Answer::Close,
         Request::Unknown { command } => Answer::failed(ErrorKind::UnknownCommand, command),
+    }
+}
+
+/// The answer to `reload`, for every door: `OK` and the changes, or the
+/// errors of a configuration that changed nothing.
+pub fn reload_answer(outcome: ReloadOutcome) -> Answer {
+    match outcome {
+        ReloadOutcome::Applied(changes) => Answer::OkWith(changes),
+        ReloadOutcome::Rejected(errors) => Answer::Failed {
+            error: super::CommandError::new(
+                ErrorKind::InvalidConfig,
+                "the new configuration is invalid; nothing changed",
+            ),
+            details: errors,
+        },
     }
 }
 

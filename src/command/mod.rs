@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use crate::schedule::ScheduleState;
 use crate::supervisor::WorkerId;
 
-pub use execute::{audit, execute, version};
+pub use execute::{audit, execute, reload_answer, version};
 pub use view::Overview;
 
 /// A process count as given by a client: a valid one, or something that

@@ -26,6 +26,7 @@ pub mod member;
 mod observe;
 pub mod output;
 pub mod pools;
+mod reload;
 pub mod sampling;
 pub mod spawn;
 pub mod stdio;
@@ -45,7 +46,6 @@ use crate::config::{JobSpec, Loaded, Protocol, RunFlags, Settings};
 use crate::console;
 use crate::endpoint::EndpointClient;
 use crate::gearman::status::{StatusPoller, StatusSnapshot};
-use crate::logging;
 use crate::notify::Notifier;
 use crate::policy::{self, Action, ProcState, StartReason};
 use crate::schedule::Schedules;
@@ -90,6 +90,8 @@ pub struct Supervisor {
     admin_token: tokio::sync::watch::Sender<Option<crate::access::AdminToken>>,
     /// systemd's READY, STATUS, RELOADING, STOPPING and WATCHDOG.
     notify: Notifier,
+    /// Reloads asked for, and the reading of the files for them.
+    reloads: reload::Reloads,
     /// Present while the HTTP listener is on.
     metrics: Option<crate::metrics::Recorder>,
     lifecycle: Arc<Lifecycle>,
@@ -149,6 +151,7 @@ impl Supervisor {
             schedules,
             admin_token,
             notify: Notifier::from_env(),
+            reloads: reload::Reloads::new(),
             metrics: None,
             lifecycle: Arc::new(Lifecycle::default()),
             started_epoch: now_epoch(),
@@ -249,12 +252,9 @@ impl Supervisor {
                 Some(samples) = usage_rx.recv() => self.on_usage(samples),
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
-                _ = hup.recv() => {
-                    if let ReloadOutcome::Applied(changes) = self.reload() {
-                        for line in changes {
-                            tracing::info!("reload: {line}");
-                        }
-                    }
+                _ = hup.recv() => self.ask_reload(None),
+                Some(read) = self.reloads.read() => {
+                    self.on_read(read);
                     self.reconcile(false);
                 }
                 _ = sleep_until(wake_at.into()) => self.reconcile(false),
@@ -768,104 +768,17 @@ impl Supervisor {
     }
 
     fn on_request(&mut self, envelope: Envelope) {
+        if envelope.request == command::Request::Reload {
+            return self.ask_reload(Some(envelope));
+        }
+        self.answer(envelope);
+    }
+
+    /// Executes a request now and sends its answer.
+    fn answer(&mut self, envelope: Envelope) {
         let answer = command::execute(self, &envelope.request);
         command::audit(&envelope.peer, &envelope.request, &answer);
         let _ = envelope.reply.send(answer);
-    }
-
-    /// HUP and the console's `reload`: reopens the log file (logrotate may
-    /// have moved it), then reloads, telling systemd around it.
-    pub fn reload(&mut self) -> ReloadOutcome {
-        logging::reopen();
-        self.notify.reloading();
-        let outcome = self.reload_files();
-        self.observe_reload(&outcome);
-        self.notify.reloaded();
-        outcome
-    }
-
-    /// Re-reads the config and worker files. Unchanged jobs keep their
-    /// processes; changed ones get new processes (old ones stop after their
-    /// current job); removed ones stop. A config that fails validation
-    /// changes nothing.
-    fn reload_files(&mut self) -> ReloadOutcome {
-        let loaded = match crate::config::load(&self.flags) {
-            Ok(loaded) => loaded,
-            Err(errors) => {
-                let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
-                tracing::error!("reload: ERR the new configuration is invalid; nothing changed");
-                for line in &lines {
-                    tracing::error!("reload: {line}");
-                }
-                return ReloadOutcome::Rejected(lines);
-            }
-        };
-        let mut lines = Vec::new();
-        let mut new_jobs = std::collections::BTreeMap::new();
-        for spec in loaded.jobs {
-            let name = spec.name.clone();
-            match self.jobs.remove(&name) {
-                Some(mut old) if old.spec.same_processes(&spec) => {
-                    // Only a change in the files moves the limits: what an
-                    // operator set from the console survives a reload.
-                    let file_changed = (old.spec.min_processes, old.spec.max_processes)
-                        != (spec.min_processes, spec.max_processes);
-                    if file_changed {
-                        lines.push(format!(
-                            "{name}: processes {}..{} -> {}..{}",
-                            old.min, old.max, spec.min_processes, spec.max_processes
-                        ));
-                        old.min = spec.min_processes;
-                        old.max = spec.max_processes;
-                    }
-                    old.spec = spec;
-                    new_jobs.insert(name, old);
-                }
-                Some(mut old) => {
-                    lines.push(format!("{name}: changed; replacing its processes"));
-                    let mut job = Job::new(spec);
-                    job.lastrun = old.lastrun;
-                    job.lasterror = old.lasterror;
-                    job.lasterror_msg = std::mem::take(&mut old.lasterror_msg);
-                    job.tally = old.tally;
-                    for (id, mut proc) in std::mem::take(&mut old.procs) {
-                        proc.stop(StopReason::Reload);
-                        job.procs.insert(id, proc);
-                    }
-                    new_jobs.insert(name, job);
-                }
-                None => {
-                    lines.push(format!("{name}: added"));
-                    new_jobs.insert(name.clone(), Job::new(spec));
-                }
-            }
-        }
-        for (name, mut old) in std::mem::take(&mut self.jobs) {
-            lines.push(format!("{name}: removed; stopping its processes"));
-            for proc in old.procs.values_mut() {
-                proc.stop(StopReason::Reload);
-            }
-            // Keep it listed until its processes are gone, with no processes wanted.
-            old.min = 0;
-            old.max = 0;
-            old.removed = true;
-            new_jobs.insert(name, old);
-        }
-        self.jobs = new_jobs;
-        self.settings.max_idle_time = loaded.settings.max_idle_time;
-        self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
-        self.settings.unknown_job_command = loaded.settings.unknown_job_command;
-        lines.extend(self.schedules.reload(loaded.settings.schedules));
-        if self.settings.admin_token != loaded.settings.admin_token {
-            lines.push("admin token: changed".into());
-            self.admin_token
-                .send_replace(loaded.settings.admin_token.clone());
-            self.settings.admin_token = loaded.settings.admin_token;
-        }
-        if lines.is_empty() {
-            lines.push("nothing changed".into());
-        }
-        ReloadOutcome::Applied(lines)
     }
 
     fn drop_removed_jobs(&mut self) {
@@ -952,7 +865,7 @@ impl Pools for Supervisor {
     }
 
     fn reload(&mut self) -> ReloadOutcome {
-        Supervisor::reload(self)
+        self.reload_now()
     }
 
     fn schedules(&self) -> Vec<crate::schedule::ScheduleState> {
