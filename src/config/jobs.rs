@@ -68,28 +68,22 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
-    /// A job of one function `<name>` (`M::f` serves `M::f`), for unit tests
-    /// that need a spec but no worker file.
-    #[cfg(test)]
-    pub fn for_test(name: &str, protocol: Protocol) -> JobSpec {
-        let (prefix, key) = name.rsplit_once("::").map_or(("", name), |(p, k)| (p, k));
+    /// What every job declared by `module` (in `file`, whose folder is
+    /// `dir`) starts from before its own keys apply: the built-in defaults.
+    pub fn template(module: &str, file: PathBuf, dir: PathBuf, command: Vec<String>) -> JobSpec {
         JobSpec {
-            name: name.into(),
-            module: prefix.into(),
-            prefix: format!("{prefix}::"),
-            file: format!("{prefix}.toml").into(),
-            dir: "/".into(),
-            command: vec!["/bin/cat".into()],
-            protocol,
+            name: String::new(),
+            module: module.to_string(),
+            prefix: format!("{module}::"),
+            file,
+            dir,
+            command,
+            protocol: Protocol::Stdio,
             endpoint: None,
             stop_signal: super::stop_signal::DEFAULT_STOP_SIGNAL,
-            env: Default::default(),
-            functions: vec![FunctionSpec {
-                key: key.into(),
-                function: name.into(),
-                timeout: None,
-            }],
-            min_processes: 0,
+            env: BTreeMap::new(),
+            functions: Vec::new(),
+            min_processes: 1,
             max_processes: 1,
             max_jobs: 0,
             max_lifetime: None,
@@ -98,6 +92,25 @@ impl JobSpec {
             options_json: "{}".into(),
             isolation: Isolation::default(),
             code_digest: None,
+        }
+    }
+
+    /// A job of one function `<name>` (`M::f` serves `M::f`), for unit tests
+    /// that need a spec but no worker file.
+    #[cfg(test)]
+    pub fn for_test(name: &str, protocol: Protocol) -> JobSpec {
+        let (module, key) = name.rsplit_once("::").map_or(("", name), |(p, k)| (p, k));
+        let command = vec!["/bin/cat".into()];
+        JobSpec {
+            name: name.into(),
+            protocol,
+            functions: vec![FunctionSpec {
+                key: key.into(),
+                function: name.into(),
+                timeout: None,
+            }],
+            min_processes: 0,
+            ..JobSpec::template(module, format!("{module}.toml").into(), "/".into(), command)
         }
     }
 
@@ -535,26 +548,14 @@ fn load_worker_file(found: &FoundFile, input: &JobTableInput) -> (Option<Declare
         .clone()
         .unwrap_or_else(|| format!("{}::", found.module));
     let template = JobSpec {
-        name: String::new(),
-        module: found.module.clone(),
         prefix,
-        file: path.clone(),
-        dir,
-        command,
         protocol: wf.protocol,
         endpoint,
         stop_signal,
         env: wf.env.clone(),
-        functions: Vec::new(),
-        min_processes: 1,
-        max_processes: 1,
-        max_jobs: 0,
-        max_lifetime: None,
-        max_rss_mib: 0,
-        start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT),
         options_json: worker_options_json(input.worker_options, &found.module),
         isolation,
-        code_digest: None,
+        ..JobSpec::template(&found.module, path.clone(), dir, command)
     };
     let jobs = wf
         .jobs

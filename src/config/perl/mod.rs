@@ -14,15 +14,13 @@ pub mod describe;
 pub mod side;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::isolation::{self, Isolation};
 use super::jobs::{
     worker_options_json, Declared, DeclaredJob, FoundFile, JobSpec, JobTableInput, Origin, Skipped,
-    Style, DEFAULT_START_TIMEOUT,
+    Style,
 };
-use super::worker_file::Protocol;
 use attributes::AttrSet;
 use describe::{ModuleFacts, Status};
 use side::PerlSide;
@@ -284,29 +282,13 @@ fn template(
         .unwrap_or_default();
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     JobSpec {
-        name: String::new(),
-        module: found.module.clone(),
         prefix: facts
             .prefix
             .clone()
             .unwrap_or_else(|| format!("{}::", found.module)),
-        file: found.path.clone(),
-        dir,
-        command,
-        protocol: Protocol::Stdio,
-        endpoint: None,
-        stop_signal: crate::config::stop_signal::DEFAULT_STOP_SIGNAL,
-        env: Default::default(),
-        functions: Vec::new(),
-        min_processes: 1,
-        max_processes: 1,
-        max_jobs: 0,
-        max_lifetime: None,
-        max_rss_mib: 0,
-        start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT),
         options_json,
-        isolation: Isolation::default(),
         code_digest: facts.digest.clone(),
+        ..JobSpec::template(&found.module, found.path.clone(), dir, command)
     }
 }
 
@@ -314,6 +296,7 @@ fn template(
 mod tests {
     use super::*;
     use crate::config::jobs::{build_jobs, FileKind};
+    use crate::config::Protocol;
     use describe::MethodFacts;
     use std::collections::BTreeMap;
 
