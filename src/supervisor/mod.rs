@@ -16,8 +16,10 @@
 //! - [`stopping`]: what stopping does per protocol, in the log's words.
 //! - [`sampling`]: CPU and memory of the processes, from `/proc`.
 //! - `observe`: the status view and the one place that feeds the metrics.
+//! - `feed`: the dashboard's history (samples and process events).
 
 pub mod events;
+mod feed;
 pub mod gearman_proc;
 pub mod http_slot;
 pub mod member;
@@ -98,6 +100,8 @@ pub struct Supervisor {
     polled_at: Instant,
     /// When the last round of CPU and memory readings began.
     sampled_at: Option<Instant>,
+    /// The dashboard's history; present while the HTTP listener is on.
+    feed: Option<feed::Feed>,
 }
 
 /// The listeners the supervisor serves, bound before it starts (so that a
@@ -153,6 +157,7 @@ impl Supervisor {
             started_epoch: now_epoch(),
             polled_at: Instant::now(),
             sampled_at: None,
+            feed: None,
         }
     }
 
@@ -173,13 +178,16 @@ impl Supervisor {
             let metrics = self
                 .metrics
                 .get_or_insert_with(|| crate::metrics::new(schedules));
+            let history = crate::history::Shared::default();
+            self.feed = Some(feed::Feed::new(history.clone()));
             crate::http::spawn(
                 listener,
                 crate::http::Context {
                     requests: command::Handle::new(requests_tx.clone()),
                     metrics: metrics.exposition(),
                     lifecycle: self.lifecycle.clone(),
-                    access: crate::http::WriteAccess::Disabled,
+                    access: crate::http::WriteAccess::new(self.admin_token.subscribe()),
+                    history,
                 },
             )?;
         }
@@ -398,7 +406,13 @@ impl Supervisor {
             }
             Event::Exited {
                 id, status, cause, ..
-            } => self.on_exit(id, status, cause),
+            } => {
+                let name = self.owner.get(&id).cloned();
+                self.on_exit(id, status, cause);
+                if let Some(name) = name {
+                    self.feed_backoff(&name);
+                }
+            }
         }
     }
 
@@ -636,6 +650,7 @@ impl Supervisor {
             Action::Start { count, reason } => {
                 for _ in 0..count {
                     if !self.start_process(name, reason) {
+                        self.feed_backoff(name);
                         break;
                     }
                 }
