@@ -25,4 +25,5 @@ cargo build --release --workspace
 echo "gearman-driver is starting; in another terminal try:"
 echo "  echo hello | gearman -f GDExamples::Convert::convert_to_jpeg"
 echo "  ./target/release/gearman-driver-console status"
+echo "and open http://127.0.0.1:47301/ in a browser for the dashboard."
 ./target/release/gearman-driver --config examples/driver.toml

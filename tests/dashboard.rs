@@ -295,11 +295,15 @@ fn a_backlog_shows_up_in_the_count_and_the_chart_without_a_reload() {
 }
 
 /// Types `text` into the element `css` (cleared first).
+/// Replaces an input's text the way a person does: select all, then type,
+/// in one focused gesture. (WebDriver's clear blurs the field, and the
+/// page's once-a-second refresh may write the driver's value back into an
+/// unfocused, untouched field before the typing starts.)
 fn type_into(b: &Browser, css: &str, text: &str) {
-    let (css, text) = (css.to_string(), text.to_string());
+    const SELECT_ALL: &str = "\u{E009}a\u{E000}";
+    let (css, text) = (css.to_string(), format!("{SELECT_ALL}{text}"));
     b.run(LONG, |c| async move {
         let e = c.find(Locator::Css(&css)).await.expect("the input");
-        e.clear().await.unwrap();
         e.send_keys(&text).await.unwrap();
     });
 }
@@ -399,9 +403,21 @@ fn actions_need_the_token_and_show_the_drivers_errors() {
     type_into(&b, &format!("{ROW} td.action input:nth-of-type(1)"), "2");
     type_into(&b, &format!("{ROW} td.action input:nth-of-type(2)"), "4");
     click(&b, &format!("{ROW} button.set"));
-    wait_for(LONG, "the console to see min 2 max 4", || {
-        (limits_seen_by_console(port, job) == ("2".into(), "4".into())).then_some(())
-    });
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let limits = limits_seen_by_console(port, job);
+        if limits == ("2".into(), "4".into()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console still sees {limits:?}; the row's error says {}",
+            b.eval(&format!(
+                "return document.querySelector('{ROW} td.action .err').textContent;"
+            ))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     b.wait_for(
         LONG,
         "the new limits in the row",
