@@ -11,7 +11,6 @@ use std::net::TcpStream;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "s3cret-token";
@@ -107,29 +106,6 @@ fn start(extra: &[&str]) -> (Gearmand, Lib, Driver) {
     lib.file("T/W.toml", ONE_JOB);
     let driver = Driver::start(&lib, &gearmand, "T", extra);
     (gearmand, lib, driver)
-}
-
-/// Runs the driver with `args` until it exits on its own (within 15 s);
-/// returns its exit code and standard error.
-fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gearman-driver"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_for(Duration::from_secs(15), "the driver to exit", || {
-        child.try_wait().unwrap()
-    });
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), err)
 }
 
 /// Flags that make a complete configuration with one job and no console.

@@ -16,8 +16,6 @@ mod common;
 #[path = "support/http.rs"]
 mod http;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -92,33 +90,8 @@ fn token_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// One console command after `auth`.
-fn console_with_token(port: u16, command: &str) -> Vec<String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut answer = |line: &str| {
-        writer.write_all(format!("{line}\n").as_bytes()).unwrap();
-        let mut lines = Vec::new();
-        loop {
-            let mut l = String::new();
-            assert!(reader.read_line(&mut l).unwrap() > 0, "closed: {lines:?}");
-            let l = l.trim_end().to_string();
-            if l == "." {
-                return lines;
-            }
-            lines.push(l);
-        }
-    };
-    assert_eq!(answer(&format!("auth {TOKEN}")), ["OK"]);
-    answer(command)
-}
-
 fn limits_seen_by_console(port: u16, job: &str) -> (String, String) {
-    let status = console_with_token(port, "status");
+    let status = console_authed(port, Some(TOKEN), "status");
     let line = status.iter().find(|l| l.starts_with(job)).unwrap();
     let f: Vec<&str> = line.split_whitespace().collect();
     (f[1].to_string(), f[2].to_string())
@@ -436,7 +409,7 @@ fn actions_need_the_token_and_show_the_drivers_errors() {
         "the error next to the control",
         &format!("const t = document.querySelector('{ROW} td.action .err').textContent; return t || null;"),
     );
-    let console_err = console_with_token(port, &format!("set_processes {job} 9 1"));
+    let console_err = console_authed(port, Some(TOKEN), &format!("set_processes {job} 9 1"));
     assert_eq!(
         shown.as_str().unwrap(),
         console_err[0],
@@ -445,7 +418,7 @@ fn actions_need_the_token_and_show_the_drivers_errors() {
     assert_eq!(limits_seen_by_console(port, job), ("2".into(), "4".into()));
 
     // Kill a process from its row: it goes, and the events say so.
-    let pids = console_with_token(port, &format!("show {job}"));
+    let pids = console_authed(port, Some(TOKEN), &format!("show {job}"));
     let pid: u32 = pids[1].trim().parse().unwrap();
     b.wait_for(
         LONG,

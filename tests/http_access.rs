@@ -9,11 +9,8 @@ mod common;
 #[path = "support/http.rs"]
 mod http;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -41,36 +38,9 @@ fn start(extra: &[&str]) -> (Gearmand, Lib, Driver, String) {
     (gearmand, lib, driver, url)
 }
 
-/// One console command after `auth` (when `token` is given).
-fn console(port: u16, token: Option<&str>, command: &str) -> Vec<String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut answer = |line: &str| {
-        writer.write_all(format!("{line}\n").as_bytes()).unwrap();
-        let mut lines = Vec::new();
-        loop {
-            let mut l = String::new();
-            assert!(reader.read_line(&mut l).unwrap() > 0, "closed: {lines:?}");
-            let l = l.trim_end().to_string();
-            if l == "." {
-                return lines;
-            }
-            lines.push(l);
-        }
-    };
-    if let Some(token) = token {
-        assert_eq!(answer(&format!("auth {token}")), ["OK"]);
-    }
-    answer(command)
-}
-
 /// min and max of `JOB` in the console's `status`.
 fn limits(port: u16, token: Option<&str>) -> (String, String) {
-    let status = console(port, token, "status");
+    let status = console_authed(port, token, "status");
     let line = status.iter().find(|l| l.starts_with(JOB)).unwrap();
     let f: Vec<&str> = line.split_whitespace().collect();
     (f[1].to_string(), f[2].to_string())
@@ -155,7 +125,7 @@ fn a_token_opens_writes_only_with_the_right_bearer_header() {
     );
     assert_eq!(limits(port, Some(TOKEN)), ("2".into(), "4".into()));
     wait_for(Duration::from_secs(60), "two processes", || {
-        let status = console(port, Some(TOKEN), "status");
+        let status = console_authed(port, Some(TOKEN), "status");
         let line = status.iter().find(|l| l.starts_with(JOB))?;
         (line.split_whitespace().nth(3) == Some("2")).then_some(())
     });
@@ -163,7 +133,7 @@ fn a_token_opens_writes_only_with_the_right_bearer_header() {
     // min > max: 422 with exactly the console's error line.
     let reply = set_processes(&url, Some(&bearer(TOKEN)), r#"{"min": 9, "max": 1}"#);
     assert_eq!(reply.status, 422, "{}", reply.body);
-    let console_err = console(port, Some(TOKEN), &format!("set_processes {JOB} 9 1"));
+    let console_err = console_authed(port, Some(TOKEN), &format!("set_processes {JOB} 9 1"));
     assert_eq!(reply.json()["error"], console_err[0].as_str());
     assert!(console_err[0].starts_with("ERR "), "{console_err:?}");
     assert_eq!(limits(port, Some(TOKEN)), ("2".into(), "4".into()));
@@ -180,7 +150,7 @@ fn a_token_opens_writes_only_with_the_right_bearer_header() {
     );
     let reply = http::request("POST", &format!("{url}/api/reload"), &with_token, "");
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let pids = console(port, Some(TOKEN), &format!("show {JOB}"));
+    let pids = console_authed(port, Some(TOKEN), &format!("show {JOB}"));
     let reply = http::request(
         "POST",
         &format!("{url}/api/jobs/{JOB}/killall"),
@@ -228,28 +198,6 @@ fn a_bad_body_is_refused_after_the_token_check() {
         &format!("set_processes {JOB} -> ERR invalid_value: the body is not JSON"),
         Duration::from_secs(5),
     );
-}
-
-/// Runs the driver until it exits on its own; its exit code and stderr.
-fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gearman-driver"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_for(Duration::from_secs(15), "the driver to exit", || {
-        child.try_wait().unwrap()
-    });
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), err)
 }
 
 #[test]

@@ -242,9 +242,11 @@ fn an_unreachable_endpoint_hands_jobs_back_backs_off_and_recovers() {
     assert_eq!(queued(&gearmand, "D::HungUp::h"), 2);
     // The backoff line may be the refused job's: wait for the hung-up job's
     // own retry rather than assume both got that far together.
-    wait_for(Duration::from_secs(20), "the hang-ups to be retried", || {
-        (hanging_up.connections() >= 2).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the hang-ups to be retried",
+        || (hanging_up.connections() >= 2).then_some(()),
+    );
     assert_eq!(hanging_up.requests(), 0);
 
     refusing.come_up();

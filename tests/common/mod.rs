@@ -441,6 +441,57 @@ pub fn console_command(port: u16, command: &str) -> Vec<String> {
     lines
 }
 
+/// One console command on a fresh connection, after `auth <token>` when a
+/// token is given (the `auth` must answer OK).
+pub fn console_authed(port: u16, token: Option<&str>, command: &str) -> Vec<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut answer = |line: &str| {
+        writer.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            assert!(reader.read_line(&mut l).unwrap() > 0, "closed: {lines:?}");
+            let l = l.trim_end().to_string();
+            if l == "." {
+                return lines;
+            }
+            lines.push(l);
+        }
+    };
+    if let Some(token) = token {
+        assert_eq!(answer(&format!("auth {token}")), ["OK"]);
+    }
+    answer(command)
+}
+
+/// Runs the driver with `args` until it exits on its own (within 15 s);
+/// returns its exit code and standard error.
+pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gearman-driver"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(Duration::from_secs(15), "the driver to exit", || {
+        child.try_wait().unwrap()
+    });
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
+}
+
 /// Runs a future on a fresh runtime with a time limit.
 pub fn block_on<F: std::future::Future>(limit: Duration, fut: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread()
