@@ -30,6 +30,8 @@
 //!   `/api/status`, `/healthz` and the write endpoints.
 //! - [`metrics`]: the Prometheus metrics, derived from the supervisor's
 //!   events and polls.
+//! - [`history`]: what the dashboard shows beyond the status view: the
+//!   last 15 minutes of per-job samples and the latest process events.
 //! - [`daemon`]: detaching, the pid file, the file-descriptor limit.
 //! - [`logging`]: log line formats (text, json) and destinations, and
 //!   reopening the log file after rotation.
@@ -52,6 +54,7 @@ pub mod driveshaft_import;
 pub mod endpoint;
 pub mod exec_slot;
 pub mod gearman;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -236,7 +236,20 @@ async fn supervise(
             };
             match listener {
                 Ok(l) => {
-                    tracing::info!("HTTP listener on {} (/metrics, /api/status, /healthz)", l.url());
+                    let writes = if settings.admin_token.is_some() {
+                        "writes need the admin token"
+                    } else {
+                        "read-only: no admin_token_file"
+                    };
+                    tracing::info!(
+                        "HTTP listener on {} (dashboard at /, /metrics, /api/status, /healthz; {writes})",
+                        l.url()
+                    );
+                    if settings.admin_token.is_none() && !gearman_driver::access::is_loopback(addr) {
+                        tracing::warn!(
+                            "the HTTP listener listens on {addr} without a token (insecure_bind = true): anyone who can reach it can read the driver's state"
+                        );
+                    }
                     Some(l)
                 }
                 Err(err) => {

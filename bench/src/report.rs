@@ -182,9 +182,11 @@ const METHOD: &str = "
   The http row runs 4 slots (`--http-slots`) of an `http` job POSTing to
   `http-reverse-endpoint` (part of this crate: one thread, keep-alive,
   `TCP_NODELAY`), which answers driveshaft's JSON with the workload reversed.
-- **Metrics cost**: the stdio Rust variant again, with `--http-bind` set and a
-  thread fetching `/metrics` and `/api/status` every second (a new connection
-  each, every answer checked to be a 200) through warm-up and measurement;
+- **Metrics cost**: the stdio Rust variant again, with `--http-bind` set (so
+  the dashboard's history is kept too) and a thread fetching `/metrics`,
+  `/api/status` and what an open dashboard polls (`/api/history` of the last
+  two seconds, `/api/events`) every second (a new connection each, every
+  answer checked to be a 200) through warm-up and measurement;
   its ratio is against the stdio Rust variant of the same run, metrics off.
   The supervisor's CPU per job (utime + stime of all its threads over the
   measured batch, per job) is compared the same way: it is the cost itself,

@@ -1,6 +1,8 @@
-//! A scraper like Prometheus and the dashboard: every second it fetches
-//! `/metrics` and `/api/status` from the driver, each on a new connection,
-//! until it is dropped. Every answer must be a 200.
+//! A scraper like Prometheus and an open dashboard: every second it fetches
+//! `/metrics`, `/api/status`, and what the dashboard asks for besides (the
+//! samples of the last two seconds from `/api/history`, the process events
+//! from `/api/events`) from the driver, each on a new connection, until it
+//! is dropped. Every answer must be a 200.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -19,8 +21,9 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// Scrapes `addr` (`host:port`) from now on.
-    pub fn start(addr: String) -> Scraper {
+    /// Scrapes `addr` (`host:port`) from now on, charting `job` as the
+    /// dashboard would.
+    pub fn start(addr: String, job: String) -> Scraper {
         let stop = Arc::new(AtomicBool::new(false));
         let scrapes = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(AtomicUsize::new(0));
@@ -28,7 +31,11 @@ impl Scraper {
             let (stop, scrapes, failures) = (stop.clone(), scrapes.clone(), failures.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    for path in ["/metrics", "/api/status"] {
+                    let recent = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64() - 2.0);
+                    let history = format!("/api/history?job={job}&after={recent:.3}");
+                    for path in ["/metrics", "/api/status", &history, "/api/events?after=0"] {
                         match fetch(&addr, path) {
                             Ok(200) => scrapes.fetch_add(1, Ordering::Relaxed),
                             _ => failures.fetch_add(1, Ordering::Relaxed),

@@ -334,7 +334,8 @@ fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Resu
                 &["--http-bind", "127.0.0.1:0"],
             )?;
             let addr = workers.driver()?.http_addr()?;
-            workers.scraper = Some(Scraper::start(addr));
+            let job = workers.function.clone();
+            workers.scraper = Some(Scraper::start(addr, job));
             Ok(workers)
         }
         Variant::StdioPython => under_driver(

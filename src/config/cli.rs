@@ -274,7 +274,7 @@ pub struct RunFlags {
         value_name = "N"
     )]
     pub console_max_connections: Option<usize>,
-    /// Allow a console bound beyond loopback without an admin token.
+    /// Allow a console or HTTP listener bound beyond loopback without an admin token.
     #[arg(global = true, long = "insecure-bind", alias = "insecure_bind")]
     pub insecure_bind: bool,
     /// The Perl side of the driver (gearman-driver-perl and its lib/), for Perl

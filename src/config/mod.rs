@@ -305,10 +305,13 @@ fn merge(
             .ok()
     });
     let insecure_bind = flags.insecure_bind || file.insecure_bind.unwrap_or(false);
-    // Every door that listens on TCP: the HTTP listener's http_bind joins here.
+    // Every door that listens on TCP.
     let mut binds = Vec::new();
     if console_port != 0 {
         binds.push(("console_bind", console_bind.as_str()));
+    }
+    if let Some(addr) = &http_bind {
+        binds.push(("http_bind", addr.as_str()));
     }
     let token_set = admin_token_file.is_some();
     for (key, msg) in access::exposed_binds(&binds, token_set, insecure_bind) {
@@ -526,6 +529,20 @@ mod tests {
         assert_eq!(s.console_max_connections, 64);
         assert!(!s.insecure_bind);
         assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn http_bind_beyond_loopback_needs_a_token() {
+        let file = DriverFile::parse(Path::new("d.toml"), "http_bind = \"0.0.0.0:47301\"").unwrap();
+        let errs = merge(&RunFlags::default(), file, Path::new("."), "").unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].key.as_deref(), Some("http_bind"));
+        let file = DriverFile::parse(
+            Path::new("d.toml"),
+            "http_bind = \"0.0.0.0:47301\"\ninsecure_bind = true",
+        )
+        .unwrap();
+        assert!(merge(&RunFlags::default(), file, Path::new("."), "").is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The HTTP listener (`http_bind`): `/metrics`, `/api/status`, `/healthz`
-//! and the write endpoints, the second door onto [`crate::command`].
+//! The HTTP listener (`http_bind`): `/metrics`, `/api/status`, `/healthz`,
+//! the dashboard at `/` and the write endpoints, the second door onto
+//! [`crate::command`].
 //!
 //! It runs on a thread of its own with its own runtime: encoding metrics,
 //! serializing JSON and serving slow clients can never delay the
@@ -10,10 +11,14 @@
 //! - [`bind`]: binds at start-up, so that a taken port fails it.
 //! - [`server`]: connections: the caps and timeouts that keep a hostile
 //!   client to its own connection.
-//! - [`routes`]: what each path answers, and [`WriteAccess`].
+//! - [`routes`]: what each path answers.
+//! - [`access`]: who may use the write endpoints (the Bearer token).
+//! - [`dashboard`]: the page at `/`, its assets, and the history it charts.
 //! - [`coalesce`]: one answer shared by every request of a short window.
 
+pub mod access;
 pub mod coalesce;
+pub mod dashboard;
 pub mod routes;
 pub mod server;
 
@@ -23,7 +28,7 @@ use std::sync::Arc;
 use crate::command::{Handle, Lifecycle};
 use crate::metrics::Exposition;
 
-pub use routes::WriteAccess;
+pub use access::WriteAccess;
 
 /// A bound listener, not yet serving.
 pub struct Listener {
@@ -84,6 +89,8 @@ pub struct Context {
     pub metrics: Exposition,
     pub lifecycle: Arc<Lifecycle>,
     pub access: WriteAccess,
+    /// The dashboard's samples and process events.
+    pub history: crate::history::Shared,
 }
 
 /// Serves on a thread of its own until the process exits or it is stopped.

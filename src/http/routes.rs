@@ -1,10 +1,12 @@
-//! What each path answers. Reads (`/metrics`, `/api/status`, `/healthz`)
-//! are open; the write endpoints turn their path and body into a
-//! [`Request`] for the command layer, which checks and executes it exactly
-//! as for the console, and render its [`Answer`] as JSON: `200` with
-//! `{"ok": true}`, or `422` with the console's `ERR` line.
-//!
-//! `/` is left for the dashboard.
+//! What each path answers. Reads (`/metrics`, `/api/status`, `/healthz`,
+//! the dashboard) are open; the write endpoints need the admin token (see
+//! [`super::access`]), turn their path and body into a [`Request`] for the
+//! command layer, which checks and executes it exactly as for the console,
+//! and render its [`Answer`] as JSON: `200` with `{"ok": true}`, or `422`
+//! with the console's `ERR` line. Every write is audited with the peer's
+//! address: the supervisor logs those it answers, this door those it
+//! refuses. `GET /api/access` tells a client (the dashboard) whether its
+//! token would be let in, without changing anything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,53 +23,21 @@ use serde_json::{json, Value};
 
 use super::coalesce::{Coalesced, WINDOW};
 use super::Context;
-use crate::command::{Answer, Count, Peer, Request};
+use crate::command::{self, Answer, Count, ErrorKind, Peer, Request};
 
 /// The largest request body accepted (the write endpoints' JSON is tiny).
 pub const MAX_BODY: usize = 16 * 1024;
 /// Longest a request may take, body and answer included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who may use the write endpoints. No token can be configured yet, so
-/// they are disabled and answer `403`; a token is checked here.
-#[derive(Debug, Clone)]
-pub enum WriteAccess {
-    Disabled,
-}
-
-impl WriteAccess {
-    /// Ok when the request may change state; else why not.
-    fn check(&self, _headers: &HeaderMap) -> Result<(), Refusal> {
-        match self {
-            WriteAccess::Disabled => Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                message: "write endpoints are disabled: set admin_token_file \
-                          (flag --admin-token-file) and send Authorization: Bearer <token>",
-            }),
-        }
-    }
-}
-
-/// A write request turned away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub message: &'static str,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        error(self.status, self.message)
-    }
-}
-
-struct Shared {
-    context: Context,
+pub struct Shared {
+    pub(super) context: Context,
     status: Coalesced<(StatusCode, Bytes)>,
     metrics: Coalesced<Bytes>,
 }
 
-type St = State<Arc<Shared>>;
+pub type AppState = Arc<Shared>;
+pub type St = State<AppState>;
 
 pub fn router(context: Context) -> Router {
     let shared = Arc::new(Shared {
@@ -83,6 +53,9 @@ pub fn router(context: Context) -> Router {
         .route("/api/jobs/{job}/killall", post(killall))
         .route("/api/processes/{pid}/kill", post(kill))
         .route("/api/reload", post(reload))
+        .route("/api/upgrade", post(upgrade))
+        .route("/api/access", get(access))
+        .merge(super::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(with_deadline))
@@ -144,21 +117,38 @@ async fn healthz(State(shared): St) -> Response {
     }
 }
 
+/// What a write endpoint was asked: the request, or, for a body that does
+/// not make one, the request as far as the path tells it and what is wrong.
+type Attempt = Result<Request, (Request, String)>;
+
 /// Checks access, asks the supervisor, renders the answer.
 async fn write(
     shared: &Shared,
     headers: &HeaderMap,
     peer: SocketAddr,
-    request: Request,
+    attempt: Attempt,
 ) -> Response {
-    if let Err(refusal) = shared.context.access.check(headers) {
+    let peer = Peer::Http(peer.to_string());
+    let attempted = match &attempt {
+        Ok(request) | Err((request, _)) => request,
+    };
+    if let Err(refusal) = shared.context.access.check(headers).await {
+        let answer = Answer::failed(ErrorKind::Unauthorized, refusal.audit_detail());
+        command::audit(&peer, attempted, &answer);
         return refusal.into_response();
     }
-    let answer = shared
-        .context
-        .requests
-        .ask(request, Peer::Http(peer.to_string()))
-        .await;
+    let request = match attempt {
+        Ok(request) => request,
+        Err((request, message)) => {
+            command::audit(
+                &peer,
+                &request,
+                &Answer::failed(ErrorKind::InvalidValue, &message),
+            );
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let answer = shared.context.requests.ask(request, peer).await;
     match answer {
         Some(Answer::Ok) => Json(json!({ "ok": true })).into_response(),
         Some(Answer::OkWith(changes)) => {
@@ -174,6 +164,20 @@ async fn write(
             StatusCode::SERVICE_UNAVAILABLE,
             "the supervisor is stopping",
         ),
+    }
+}
+
+/// `GET /api/access`: whether the request's token would be let in, as
+/// `{"writes": "open" | "locked" | "disabled"}` (`locked`: a token is
+/// needed; `disabled`: none is configured) with the refusal's `error`.
+/// Always `200`, so that a page asking does not log a failed request; a
+/// wrong token is answered after the same delay as for a write.
+async fn access(State(shared): St, headers: HeaderMap) -> Response {
+    match shared.context.access.check(&headers).await {
+        Ok(()) => Json(json!({ "writes": "open" })).into_response(),
+        Err(refusal) => {
+            Json(json!({ "writes": refusal.writes(), "error": refusal.message() })).into_response()
+        }
     }
 }
 
@@ -207,22 +211,18 @@ async fn set_processes(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    // Access before the body: without it, a body's faults are no one's business.
-    if let Err(refusal) = shared.context.access.check(&headers) {
-        return refusal.into_response();
-    }
-    match limits(&body) {
-        Ok((min, max)) => {
-            write(
-                &shared,
-                &headers,
-                peer,
-                Request::SetLimits { job, min, max },
-            )
-            .await
-        }
-        Err(message) => error(StatusCode::BAD_REQUEST, &message),
-    }
+    let attempt = match limits(&body) {
+        Ok((min, max)) => Ok(Request::SetLimits { job, min, max }),
+        Err(message) => Err((
+            Request::SetLimits {
+                job,
+                min: None,
+                max: None,
+            },
+            message,
+        )),
+    };
+    write(&shared, &headers, peer, attempt).await
 }
 
 async fn killall(
@@ -232,7 +232,7 @@ async fn killall(
     headers: HeaderMap,
 ) -> Response {
     let request = Request::KillAll { jobs: vec![job] };
-    write(&shared, &headers, peer, request).await
+    write(&shared, &headers, peer, Ok(request)).await
 }
 
 async fn kill(
@@ -243,7 +243,7 @@ async fn kill(
 ) -> Response {
     // A word that is not a PID cannot be ours: the command layer says so.
     let pids = pid.parse().map(|p| vec![p]).unwrap_or_default();
-    write(&shared, &headers, peer, Request::Kill { pids }).await
+    write(&shared, &headers, peer, Ok(Request::Kill { pids })).await
 }
 
 async fn reload(
@@ -251,7 +251,17 @@ async fn reload(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    write(&shared, &headers, peer, Request::Reload).await
+    write(&shared, &headers, peer, Ok(Request::Reload)).await
+}
+
+/// Answered once the new binary passed `check` (or was refused); the
+/// hand-over itself follows.
+async fn upgrade(
+    State(shared): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    write(&shared, &headers, peer, Ok(Request::Upgrade)).await
 }
 
 #[cfg(test)]

@@ -96,10 +96,7 @@ pub const CAUSES: [&str; 12] = [
 
 /// A job's duration: 1 ms to 10 min.
 fn job_duration_histogram() -> Histogram {
-    Histogram::new([
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-        120.0, 300.0, 600.0,
-    ])
+    Histogram::new(crate::history::durations::BOUNDS)
 }
 
 /// From a backlog seen to a new process ready: 5 ms to 2 min.

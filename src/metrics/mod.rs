@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-pub use recorder::Recorder;
+pub use recorder::{cause_label, Recorder};
 
 /// The `Content-Type` of [`Exposition::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

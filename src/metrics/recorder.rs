@@ -21,6 +21,7 @@ use super::families::{
 use super::Exposition;
 use crate::config::JobSpec;
 use crate::gearman::status::StatusSnapshot;
+use crate::history::DurationCounts;
 use crate::policy::{ProcState, StartReason};
 use crate::supervisor::events::{Event, ExitCause, JobOutcome, StopReason};
 use crate::supervisor::Job;
@@ -53,6 +54,8 @@ struct JobHandles {
 struct FunctionHandles {
     outcomes: [Counter; 4],
     duration: Histogram,
+    /// The same observations, for the dashboard's percentiles.
+    durations: DurationCounts,
 }
 
 fn job_labels(job: &str) -> JobLabels {
@@ -206,7 +209,9 @@ impl Recorder {
                 let f = self.function(name, job, function);
                 f.outcomes[outcome_index(outcome)].inc();
                 if *outcome != JobOutcome::Requeued {
-                    f.duration.observe(duration.as_secs_f64());
+                    let seconds = duration.as_secs_f64();
+                    f.duration.observe(seconds);
+                    f.durations.observe(seconds);
                 }
             }
             Event::Exited {
@@ -243,7 +248,21 @@ impl Recorder {
         }
     }
 
-    fn function(&mut self, name: &str, job: &Job, function: &Bytes) -> &FunctionHandles {
+    /// The job's durations so far, over all its functions.
+    pub fn durations(&self, name: &str) -> DurationCounts {
+        let mut sum = DurationCounts::default();
+        for f in self
+            .jobs
+            .get(name)
+            .into_iter()
+            .flat_map(|h| h.functions.values())
+        {
+            sum.add(&f.durations);
+        }
+        sum
+    }
+
+    fn function(&mut self, name: &str, job: &Job, function: &Bytes) -> &mut FunctionHandles {
         let Recorder { f, jobs, .. } = self;
         handles(f, jobs, name, job)
             .functions
@@ -384,6 +403,7 @@ fn create_function(f: &Families, job: &str, function: &str) -> FunctionHandles {
             job: job.to_string(),
             function: function.to_string(),
         }),
+        durations: DurationCounts::default(),
     }
 }
 

@@ -17,8 +17,10 @@
 //! - [`stopping`]: what stopping does per protocol, in the log's words.
 //! - [`sampling`]: CPU and memory of the processes, from `/proc`.
 //! - `observe`: the status view and the one place that feeds the metrics.
+//! - `feed`: the dashboard's history (samples and process events).
 
 pub mod events;
+mod feed;
 pub mod gearman_proc;
 pub mod handover;
 pub mod http_slot;
@@ -102,6 +104,8 @@ pub struct Supervisor {
     sampled_at: Option<Instant>,
     /// Upgrades asked for, and what a hand-over needs.
     upgrades: handover::Upgrades,
+    /// The dashboard's history; present while the HTTP listener is on.
+    feed: Option<feed::Feed>,
 }
 
 /// The listeners the supervisor serves, bound before it starts (so that a
@@ -188,6 +192,7 @@ impl Supervisor {
             polled_at: Instant::now(),
             sampled_at: None,
             upgrades: handover::Upgrades::new(origin),
+            feed: None,
         }
     }
 
@@ -212,13 +217,16 @@ impl Supervisor {
             let metrics = self
                 .metrics
                 .get_or_insert_with(|| crate::metrics::new(schedules));
+            let history = crate::history::Shared::default();
+            self.feed = Some(feed::Feed::new(history.clone()));
             self.upgrades.http = Some(crate::http::spawn(
                 listener,
                 crate::http::Context {
                     requests: command::Handle::new(requests_tx.clone()),
                     metrics: metrics.exposition(),
                     lifecycle: self.lifecycle.clone(),
-                    access: crate::http::WriteAccess::Disabled,
+                    access: crate::http::WriteAccess::new(self.admin_token.subscribe()),
+                    history,
                 },
             )?);
         }
@@ -448,7 +456,13 @@ impl Supervisor {
             Event::HandedOver { id, parts } => self.on_handed_over(id, *parts),
             Event::Exited {
                 id, status, cause, ..
-            } => self.on_exit(id, status, cause),
+            } => {
+                let name = self.owner.get(&id).cloned();
+                self.on_exit(id, status, cause);
+                if let Some(name) = name {
+                    self.feed_backoff(&name);
+                }
+            }
         }
     }
 
@@ -686,6 +700,7 @@ impl Supervisor {
             Action::Start { count, reason } => {
                 for _ in 0..count {
                     if !self.start_process(name, reason) {
+                        self.feed_backoff(name);
                         break;
                     }
                 }

@@ -1,7 +1,8 @@
 //! How the supervisor is seen from outside: the status view (behind
 //! `/api/status` and the console's `status` and `ps`), and the one place
 //! that feeds the metrics: a call per process event, process start, poll,
-//! reload and sampling round, each from the loop's own hook. With the HTTP
+//! reload and sampling round, each from the loop's own hook (which also
+//! feed the dashboard's history, see `feed`). With the HTTP
 //! listener off there is no recorder and no sampling, and these cost a
 //! branch.
 
@@ -24,6 +25,15 @@ const MIN_SAMPLING_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 impl Supervisor {
     /// Before the loop acts on a process event (the process is still listed).
     pub(super) fn observe_event(&mut self, event: &Event) {
+        if let Event::Exited {
+            id, status, cause, ..
+        } = event
+        {
+            if let Some(name) = self.owner.get(id) {
+                let killed = self.console_killed.contains(id);
+                self.feed_exit(name, *id, status.as_ref(), cause, killed);
+            }
+        }
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
@@ -48,6 +58,7 @@ impl Supervisor {
 
     /// A process (or slot) was started for `reason`.
     pub(super) fn observe_start(&mut self, name: &str, id: WorkerId, reason: StartReason) {
+        self.feed_start(name, id, reason);
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
@@ -68,6 +79,7 @@ impl Supervisor {
         if let Some(metrics) = self.metrics.as_mut() {
             metrics.on_poll(&self.status);
         }
+        self.feed_sample();
     }
 
     pub(super) fn observe_reload(&mut self, outcome: &ReloadOutcome) {
