@@ -61,7 +61,7 @@ fn measure(env: &Env) -> Result<(Duration, usize)> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pids = driver.console("show Bench::Upgrade::reverse")?;
+    let pids = worker_pids(&driver)?;
 
     let completions = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,13 +92,22 @@ fn measure(env: &Env) -> Result<(Duration, usize)> {
     if failures > 0 {
         bail!("{failures} job(s) failed or came back wrong");
     }
-    if driver.console("show Bench::Upgrade::reverse")? != pids {
+    if worker_pids(&driver)? != pids {
         bail!("the worker processes changed across the upgrade");
     }
     let mut times = completions.lock().unwrap().clone();
     times.sort();
     let pause = longest_gap(asked, &times);
     Ok((pause, times.len()))
+}
+
+/// The PIDs `show` lists after the job's status line.
+fn worker_pids(driver: &Driver) -> Result<Vec<String>> {
+    Ok(driver
+        .console("show Bench::Upgrade::reverse")?
+        .into_iter()
+        .skip(1)
+        .collect())
 }
 
 /// The longest wait for a completion from `from` on (the last completion
