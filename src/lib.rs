@@ -42,6 +42,8 @@
 //!   to worker files and a driver config.
 //! - [`endpoint`]: the `http` protocol's client side: driveshaft's request
 //!   and response format, and the keep-alive client that POSTs jobs.
+//! - [`upgrade`]: re-executing a new binary in place without restarting a
+//!   worker: the hand-over's format, its descriptors, signals and the exec.
 
 pub mod access;
 pub mod command;
@@ -61,3 +63,14 @@ pub mod policy;
 pub mod protocol;
 pub mod schedule;
 pub mod supervisor;
+pub mod upgrade;
+
+/// The running binary's version: the package version, and the build tag a
+/// packager may compile in (`GEARMAN_DRIVER_BUILD=2 cargo build` reports
+/// `0.1.0+2`), so that two builds of one release tell themselves apart.
+pub fn version() -> String {
+    match option_env!("GEARMAN_DRIVER_BUILD") {
+        Some(tag) if !tag.is_empty() => format!("{}+{tag}", env!("CARGO_PKG_VERSION")),
+        _ => env!("CARGO_PKG_VERSION").to_string(),
+    }
+}

@@ -2,19 +2,29 @@
 //! supervisor (or `check` it, or serve as an exec slot).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use gearman_driver::config::{self, Cli, Command, ImportFlags, RunFlags};
 use gearman_driver::{
-    console, daemon, driveshaft_import, exec_slot, http, logging, schedule, supervisor,
+    console, daemon, driveshaft_import, exec_slot, http, logging, schedule, supervisor, upgrade,
 };
 
 fn main() -> ExitCode {
+    // First, before any thread exists: the hand-over of an upgrade, if this
+    // image is the result of one.
+    let inherited = upgrade::inherit::take();
     let cli = Cli::parse_args();
     match cli.command {
         Some(Command::Check) => check(&cli.flags),
+        Some(Command::HandoverFormats) => {
+            for format in upgrade::state::READS {
+                println!("{format}");
+            }
+            ExitCode::SUCCESS
+        }
         Some(Command::ExecSlot { command }) => ExitCode::from(exec_slot::main(command) as u8),
         Some(Command::ImportDriveshaft(flags)) => import_driveshaft(&flags),
-        Some(Command::Run) | None => run(cli.flags),
+        Some(Command::Run) | None => run(cli.flags, inherited),
     }
 }
 
@@ -78,7 +88,20 @@ fn import_driveshaft(flags: &ImportFlags) -> ExitCode {
     }
 }
 
-fn run(flags: RunFlags) -> ExitCode {
+fn run(flags: RunFlags, inherited: Option<Inherited>) -> ExitCode {
+    let mut handover = match inherited {
+        None => None,
+        Some(Ok(handover)) => Some(handover),
+        Some(Err(why)) => {
+            // Nothing can adopt the processes: exiting ends them.
+            eprintln!("error: upgrade: {why}");
+            return ExitCode::from(1);
+        }
+    };
+    let origin = Arc::new(match &handover {
+        Some((state, _)) => upgrade::Origin::carried(state),
+        None => upgrade::Origin::of_this_process(),
+    });
     let loaded = match config::load(&flags) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -87,8 +110,9 @@ fn run(flags: RunFlags) -> ExitCode {
         }
     };
     let settings = loaded.settings.clone();
-    // Forking is only safe before any thread exists: daemonize first.
-    if settings.daemonize {
+    // Forking is only safe before any thread exists: daemonize first. An
+    // upgraded image is the same process, detached already.
+    if settings.daemonize && handover.is_none() {
         if let Some(Err(err)) = settings.pid_file.as_deref().map(daemon::PidFile::check) {
             eprintln!("error: {err}");
             return ExitCode::from(1);
@@ -106,6 +130,15 @@ fn run(flags: RunFlags) -> ExitCode {
         eprintln!("error: cannot open log file: {err}");
         return ExitCode::from(1);
     }
+    if let Some((state, _)) = &handover {
+        tracing::info!(
+            "upgrade: gearman-driver {} takes over from {} (pid {})",
+            gearman_driver::version(),
+            state.from_version,
+            std::process::id()
+        );
+    }
+    // The same PID across an upgrade: the file names this process already.
     let pid_file = match settings
         .pid_file
         .as_deref()
@@ -120,27 +153,88 @@ fn run(flags: RunFlags) -> ExitCode {
         }
     };
     daemon::raise_fd_limit();
-    // One thread: the supervisor is I/O-bound, and on the small machines it
-    // shares with gearmand and its workers, cross-thread wake-ups per job
-    // cost more than they buy. It also keeps every fork on the main thread,
-    // the thread PR_SET_PDEATHSIG ties the workers' lives to.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
+    let mut loaded = Some(loaded);
+    let result = loop {
+        // One thread: the supervisor is I/O-bound, and on the small machines
+        // it shares with gearmand and its workers, cross-thread wake-ups per
+        // job cost more than they buy. It also keeps every fork on the main
+        // thread, the thread PR_SET_PDEATHSIG ties the workers' lives to.
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(upgrade::signals::block)
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(err) => {
+                eprintln!("error: cannot start the runtime: {err}");
+                return ExitCode::from(1);
+            }
+        };
+        let loaded = match loaded.take() {
+            Some(loaded) => loaded,
+            None => match config::load(&flags) {
+                Ok(loaded) => loaded,
+                Err(errors) => break Err(errors.to_string()),
+            },
+        };
+        let handed = handover.take();
+        let result = runtime.block_on(supervise(loaded, &flags, origin.clone(), handed));
+        // Process tasks may still hold pipes; do not wait for them.
+        runtime.shutdown_background();
+        let (prepared, socket_file) = match result {
+            Ok((supervisor::Exit::Upgrade(prepared), socket_file)) => (prepared, socket_file),
+            Ok((exit, _socket_file)) => break Ok(exit),
+            Err(msg) => break Err(msg),
+        };
+        // Returns only if the exec failed; the pid file and the socket file
+        // stay, for the new image or for this one.
+        let failed = upgrade::exec::exec(*prepared);
+        std::mem::forget(socket_file);
+        tracing::error!(
+            "upgrade failed: {}; carrying on with gearman-driver {}",
+            failed.why,
+            gearman_driver::version()
+        );
+        handover = Some((failed.state, failed.fds));
     };
-    let result = runtime.block_on(async {
-        // The socket file lives as long as the supervisor runs, and is
-        // removed when it returns, cleanly or not.
-        let (listeners, _socket_file) = console::bind_all(&settings).await?;
-        let http = match &settings.http_bind {
-            None => None,
-            Some(addr) => match http::bind(addr) {
+    drop(pid_file);
+    match result {
+        Ok(supervisor::Exit::Forced) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+type Inherited = Result<(upgrade::state::HandOver, upgrade::Fds), String>;
+
+/// Binds (or inherits) the listeners, builds the supervisor (adopting the
+/// processes of a hand-over) and runs it. The socket file lives as long as
+/// the supervisor runs, and is removed when it returns, cleanly or not,
+/// unless it is handed over.
+async fn supervise(
+    loaded: config::Loaded,
+    flags: &RunFlags,
+    origin: Arc<upgrade::Origin>,
+    mut handover: Option<(upgrade::state::HandOver, upgrade::Fds)>,
+) -> Result<(supervisor::Exit, Option<console::unix_socket::SocketFile>), String> {
+    let settings = loaded.settings.clone();
+    let mut inherited = match &mut handover {
+        Some((state, fds)) => upgrade::inherit::Listeners::take(&settings, state, fds),
+        None => upgrade::inherit::Listeners::default(),
+    };
+    let (listeners, socket_file) = console::bind_all(&settings, &mut inherited).await?;
+    let http = match (&settings.http_bind, inherited.http.take()) {
+        (None, _) => None,
+        (Some(addr), socket) => {
+            let listener = match socket {
+                Some(socket) => http::Listener::from_std(socket),
+                None => http::bind(addr),
+            };
+            match listener {
                 Ok(l) => {
                     let writes = if settings.admin_token.is_some() {
                         "writes need the admin token"
@@ -163,24 +257,17 @@ fn run(flags: RunFlags) -> ExitCode {
                         "cannot listen on {addr} for HTTP: {err} (set http_bind, or remove it to turn the listener off)"
                     ))
                 }
-            },
-        };
-        let doors = supervisor::Doors {
-            console: listeners,
-            http,
-        };
-        supervisor::Supervisor::new(loaded, flags).run(doors).await.map_err(|e| e.to_string())
-    });
-    drop(pid_file);
-    // Process tasks may still hold pipes; do not wait for them.
-    runtime.shutdown_background();
-    match result {
-        Ok(supervisor::Exit::Clean) => ExitCode::SUCCESS,
-        Ok(supervisor::Exit::Forced) => ExitCode::from(1),
-        Err(msg) => {
-            tracing::error!("{msg}");
-            eprintln!("error: {msg}");
-            ExitCode::from(1)
+            }
         }
+    };
+    let doors = supervisor::Doors {
+        console: listeners,
+        http,
+    };
+    let mut supervisor = supervisor::Supervisor::new(loaded, flags.clone(), origin);
+    if let Some((state, fds)) = handover {
+        supervisor = supervisor.adopt(state, fds);
     }
+    let exit = supervisor.run(doors).await.map_err(|e| e.to_string())?;
+    Ok((exit, socket_file))
 }

@@ -28,6 +28,7 @@ mod scaleup;
 mod scraper;
 mod svg;
 mod throughput;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -89,6 +90,8 @@ enum Scenario {
     Footprint,
     /// A Perl worker class: under the driver, in a loop in one perl, under Gearman::Worker.
     Perl,
+    /// 4 stdio processes under load of 8 clients; the console's `upgrade`.
+    Upgrade,
 }
 
 /// Paths and settings shared by the scenarios.
@@ -238,6 +241,7 @@ fn run() -> Result<bool> {
             Scenario::Scaleup,
             Scenario::Footprint,
             Scenario::Perl,
+            Scenario::Upgrade,
         ]
     } else {
         args.scenario.clone()
@@ -254,6 +258,7 @@ fn run() -> Result<bool> {
             }
             Scenario::Footprint => rows.extend(footprint::rows(&env)),
             Scenario::Perl => rows.extend(run_perl(&env, &args)),
+            Scenario::Upgrade => rows.extend(upgrade::rows(&env)),
         }
     }
     note_machine_load(&env, "after the run");

@@ -16,6 +16,10 @@ pub fn execute(pools: &mut dyn Pools, request: &Request) -> Answer {
         Request::Kill { pids } => kill(pools, pids),
         Request::KillAll { jobs } => killall(pools, jobs),
         Request::Reload => reload_answer(pools.reload()),
+        Request::Upgrade => match pools.upgrade_blocked() {
+            Some(why) => upgrade_answer(Err(why)),
+            None => upgrade_answer(Ok(Vec::new())),
+        },
         Request::Shutdown => {
             pools.shutdown();
             Answer::Ok
@@ -43,9 +47,19 @@ pub fn reload_answer(outcome: ReloadOutcome) -> Answer {
     }
 }
 
+/// The answer to `upgrade`, for every door: `OK` (the hand-over starts),
+/// or `ERR upgrade refused: <why>` (nothing changed).
+pub fn upgrade_answer(outcome: Result<Vec<String>, String>) -> Answer {
+    match outcome {
+        Ok(lines) if lines.is_empty() => Answer::Ok,
+        Ok(lines) => Answer::OkWith(lines),
+        Err(why) => Answer::failed(ErrorKind::UpgradeRefused, why),
+    }
+}
+
 /// `gearman-driver 0.2.0`: the running binary's version.
 pub fn version() -> String {
-    format!("gearman-driver {}", env!("CARGO_PKG_VERSION"))
+    format!("gearman-driver {}", crate::version())
 }
 
 /// Every command in console syntax, for `help`.
@@ -74,6 +88,10 @@ pub const HELP: &[(&str, &str)] = &[
         "SIGTERM to every process of the jobs",
     ),
     ("reload", "re-read the config and worker files (as SIGHUP)"),
+    (
+        "upgrade",
+        "re-execute the binary on disk, keeping every worker (as SIGUSR2)",
+    ),
     ("version", "the running gearman-driver's version"),
     (
         "schedules",

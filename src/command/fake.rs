@@ -99,7 +99,7 @@ impl Pools for FakePools {
             })
             .collect();
         Overview {
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::version(),
             started: 0,
             servers: vec![],
             jobs,
@@ -109,6 +109,9 @@ impl Pools for FakePools {
     }
     fn reload(&mut self) -> ReloadOutcome {
         ReloadOutcome::Applied(vec!["nothing changed".into()])
+    }
+    fn upgrade_blocked(&self) -> Option<String> {
+        Some("an upgrade is under way".into())
     }
     fn schedules(&self) -> Vec<ScheduleState> {
         self.schedules.clone()

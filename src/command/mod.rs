@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use crate::schedule::ScheduleState;
 use crate::supervisor::WorkerId;
 
-pub use execute::{audit, execute, reload_answer, version};
+pub use execute::{audit, execute, reload_answer, upgrade_answer, version};
 pub use view::Overview;
 
 /// A process count as given by a client: a valid one, or something that
@@ -91,6 +91,9 @@ pub enum Request {
     },
     Reload,
     Shutdown,
+    /// Re-execute the binary in place, keeping every worker (see
+    /// [`crate::upgrade`]); answered once the new binary passed `check`.
+    Upgrade,
     Version,
     /// The `[[schedule]]` entries: next run, last run and its result.
     Schedules,
@@ -110,6 +113,7 @@ impl Request {
                 | Request::Kill { .. }
                 | Request::KillAll { .. }
                 | Request::Reload
+                | Request::Upgrade
                 | Request::Shutdown
         )
     }
@@ -141,6 +145,7 @@ impl fmt::Display for Request {
             }
             Request::KillAll { jobs } => write!(f, "killall {}", jobs.join(" ")),
             Request::Reload => write!(f, "reload"),
+            Request::Upgrade => write!(f, "upgrade"),
             Request::Shutdown => write!(f, "shutdown"),
             Request::Version => write!(f, "version"),
             Request::Schedules => write!(f, "schedules"),
@@ -168,6 +173,8 @@ pub enum ErrorKind {
     InvalidConfig,
     /// Refused by a door: no or a wrong admin token.
     Unauthorized,
+    /// An upgrade that cannot go ahead; nothing changed.
+    UpgradeRefused,
 }
 
 impl ErrorKind {
@@ -178,6 +185,7 @@ impl ErrorKind {
             ErrorKind::InvalidJobName => Some("invalid_job_name"),
             ErrorKind::InvalidValue => Some("invalid_value"),
             ErrorKind::UnknownCommand => Some("unknown_command"),
+            ErrorKind::UpgradeRefused => Some("upgrade refused"),
             ErrorKind::InvalidConfig | ErrorKind::Unauthorized => None,
         }
     }
@@ -288,6 +296,10 @@ pub trait Pools {
     fn overview(&mut self) -> Overview;
     fn shutdown(&mut self);
     fn reload(&mut self) -> ReloadOutcome;
+    /// Why an upgrade cannot start now, if it cannot (one is under way,
+    /// the supervisor is shutting down). The supervisor answers an upgrade
+    /// that may start once the new binary passed `check`.
+    fn upgrade_blocked(&self) -> Option<String>;
     /// Every schedule, sorted by name.
     fn schedules(&self) -> Vec<ScheduleState>;
 }

@@ -51,6 +51,23 @@ impl Cli {
     }
 }
 
+/// The same arguments with `check` as the subcommand (argv\[0\] included):
+/// what an upgrade runs the new binary with first.
+pub fn check_argv(args: Vec<OsString>) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let mut args = subcommand_first(&cmd, args);
+    let has_subcommand = args
+        .get(1)
+        .and_then(|w| w.to_str())
+        .is_some_and(|w| cmd.find_subcommand(w).is_some());
+    if has_subcommand {
+        args[1] = "check".into();
+    } else {
+        args.insert(1.min(args.len()), "check".into());
+    }
+    args
+}
+
 /// Moves the subcommand word (the first word that is neither a flag nor a
 /// flag's value) to just after argv\[0\]. Words after `--` are left alone, and
 /// so is an argv whose first such word is no subcommand (clap then says so).
@@ -108,6 +125,10 @@ pub enum Command {
     /// Write worker files and a driver config for a driveshaft jobs config
     /// (its pools become `http` jobs; see README, "Coming from driveshaft").
     ImportDriveshaft(ImportFlags),
+    /// Internal: the hand-over formats this binary reads, for an upgrade's
+    /// check (see README, "Upgrade without restarting workers").
+    #[command(hide = true)]
+    HandoverFormats,
     /// Internal: the resident process behind an `exec` job slot.
     #[command(hide = true)]
     ExecSlot {
@@ -273,6 +294,30 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_args(std::iter::once("gearman-driver").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn an_upgrade_checks_with_the_same_flags_wherever_the_subcommand_stood() {
+        let check = |args: &[&str]| -> Vec<String> {
+            let argv = std::iter::once("gd").chain(args.iter().copied());
+            check_argv(argv.map(OsString::from).collect())
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            check(&["--config", "run", "run"]),
+            ["gd", "check", "--config", "run"]
+        );
+        assert_eq!(
+            check(&["--config", "d.toml"]),
+            ["gd", "check", "--config", "d.toml"]
+        );
+        assert_eq!(check(&[]), ["gd", "check"]);
+        let parsed =
+            Cli::try_parse_args(check(&["--namespaces", "A", "run", "--server", "h:1"])).unwrap();
+        assert_eq!(parsed.command, Some(Command::Check));
+        assert_eq!(parsed.flags.namespaces, ["A"]);
     }
 
     /// `(--flag, a value it takes)` for every flag and alias of [`RunFlags`],

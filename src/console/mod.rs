@@ -70,19 +70,37 @@ pub fn describe(settings: &Settings) -> String {
 
 /// Binds every console listener the settings ask for: the TCP port and the
 /// Unix socket. The socket file is removed when the returned guard drops.
+///
+/// Listeners handed over by an upgrade (`inherited`) are served as they
+/// are: connections that queued in their backlog meanwhile are accepted.
 pub async fn bind_all(
     settings: &Settings,
+    inherited: &mut crate::upgrade::inherit::Listeners,
 ) -> Result<(Listeners, Option<unix_socket::SocketFile>), String> {
-    let tcp = match settings.console_port {
-        0 => None,
-        port => Some(bind_tcp(&settings.console_bind, port).await?),
+    let tcp = match (settings.console_port, inherited.console_tcp.take()) {
+        (0, _) => None,
+        (_, Some(socket)) => Some(
+            socket
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(socket))
+                .map_err(inherited_failed)?,
+        ),
+        (port, None) => Some(bind_tcp(&settings.console_bind, port).await?),
     };
-    let (unix, socket_file) = match &settings.console_socket {
-        Some(path) => {
+    let (unix, socket_file) = match (&settings.console_socket, inherited.console_unix.take()) {
+        (Some(path), Some(socket)) => {
+            let listener = socket
+                .set_nonblocking(true)
+                .and_then(|()| UnixListener::from_std(socket))
+                .map_err(inherited_failed)?;
+            let file = unix_socket::SocketFile::adopt(path);
+            (Some((listener, path.display().to_string())), file)
+        }
+        (Some(path), None) => {
             let (listener, file) = bind_unix(path)?;
             (Some((listener, path.display().to_string())), Some(file))
         }
-        None => (None, None),
+        (None, _) => (None, None),
     };
     if tcp.is_some() && settings.admin_token.is_none() && settings.insecure_bind {
         warn_if_exposed(&settings.console_bind);
@@ -93,6 +111,10 @@ pub async fn bind_all(
         max_connections: settings.console_max_connections,
     };
     Ok((listeners, socket_file))
+}
+
+fn inherited_failed(err: std::io::Error) -> String {
+    format!("cannot serve the console's inherited listener: {err}")
 }
 
 async fn bind_tcp(addr: &str, port: u16) -> Result<TcpListener, String> {

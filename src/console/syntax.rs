@@ -42,6 +42,7 @@ pub fn parse(line: &str) -> Request {
             jobs: args.iter().map(|s| s.to_string()).collect(),
         },
         "reload" => Request::Reload,
+        "upgrade" => Request::Upgrade,
         "shutdown" => Request::Shutdown,
         "version" => Request::Version,
         "schedules" => Request::Schedules,
@@ -320,7 +321,7 @@ mod tests {
         assert_eq!(answer(&mut p, "quit"), "");
         assert_eq!(
             answer(&mut p, "version"),
-            format!("gearman-driver {}\r\n.\r\n", env!("CARGO_PKG_VERSION"))
+            format!("gearman-driver {}\r\n.\r\n", crate::version())
         );
         assert!(answer(&mut p, "help").starts_with("status "));
         assert_eq!(answer(&mut p, "shutdown"), "OK\r\n.\r\n");
@@ -386,5 +387,9 @@ mod tests {
     fn reload_answers_ok_and_its_changes() {
         let mut p = FakePools::two_jobs();
         assert_eq!(answer(&mut p, "reload"), "OK\r\nnothing changed\r\n.\r\n");
+        assert_eq!(
+            answer(&mut p, "upgrade"),
+            "ERR upgrade refused: an upgrade is under way\r\n.\r\n"
+        );
     }
 }

@@ -24,6 +24,17 @@ impl SocketFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The file of a socket inherited across an upgrade: removed on exit
+    /// like one this image created. None if it is no longer there.
+    pub fn adopt(path: &Path) -> Option<SocketFile> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(SocketFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl Drop for SocketFile {

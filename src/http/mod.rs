@@ -49,10 +49,36 @@ impl Listener {
 
 /// Binds `addr` (`host:port`; port 0 picks a free one).
 pub fn bind(addr: &str) -> std::io::Result<Listener> {
-    let socket = std::net::TcpListener::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    let addr = socket.local_addr()?;
-    Ok(Listener { socket, addr })
+    Listener::from_std(std::net::TcpListener::bind(addr)?)
+}
+
+impl Listener {
+    /// A socket already listening (inherited across an upgrade).
+    pub fn from_std(socket: std::net::TcpListener) -> std::io::Result<Listener> {
+        socket.set_nonblocking(true)?;
+        let addr = socket.local_addr()?;
+        Ok(Listener { socket, addr })
+    }
+
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+}
+
+/// The listener's thread, serving.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting and ends the thread (its open connections close).
+    /// The socket stays open where it was duplicated (an upgrade's
+    /// hand-over): connections then wait in its backlog.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// What the routes need.
@@ -67,20 +93,28 @@ pub struct Context {
     pub history: crate::history::Shared,
 }
 
-/// Serves on a thread of its own until the process exits.
-pub fn spawn(listener: Listener, context: Context) -> std::io::Result<()> {
+/// Serves on a thread of its own until the process exits or it is stopped.
+/// The thread keeps the supervisor's signals blocked, so that they are
+/// delivered to the main thread (see [`crate::upgrade::signals`]).
+pub fn spawn(listener: Listener, context: Context) -> std::io::Result<Running> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener.socket) {
-                    Ok(socket) => server::serve(socket, routes::router(context)).await,
-                    Err(err) => tracing::error!("HTTP listener: {err}"),
-                }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = crate::upgrade::signals::with_blocked(|| {
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener.socket) {
+                        Ok(socket) => tokio::select! {
+                            _ = server::serve(socket, routes::router(context)) => {}
+                            _ = stopped => {}
+                        },
+                        Err(err) => tracing::error!("HTTP listener: {err}"),
+                    }
+                })
             })
-        })?;
-    Ok(())
+    })?;
+    Ok(Running { stop, thread })
 }

@@ -53,6 +53,7 @@ pub fn router(context: Context) -> Router {
         .route("/api/jobs/{job}/killall", post(killall))
         .route("/api/processes/{pid}/kill", post(kill))
         .route("/api/reload", post(reload))
+        .route("/api/upgrade", post(upgrade))
         .route("/api/access", get(access))
         .merge(super::dashboard::routes())
         .fallback(not_found)
@@ -251,6 +252,16 @@ async fn reload(
     headers: HeaderMap,
 ) -> Response {
     write(&shared, &headers, peer, Ok(Request::Reload)).await
+}
+
+/// Answered once the new binary passed `check` (or was refused); the
+/// hand-over itself follows.
+async fn upgrade(
+    State(shared): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    write(&shared, &headers, peer, Ok(Request::Upgrade)).await
 }
 
 #[cfg(test)]

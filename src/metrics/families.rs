@@ -79,7 +79,7 @@ pub const STATES: [&str; 4] = ["starting", "idle", "busy", "stopping"];
 /// `reason` of `gearman_driver_process_starts_total`.
 pub const START_REASONS: [&str; 2] = ["min", "backlog"];
 /// `cause` of `gearman_driver_process_exits_total`.
-pub const CAUSES: [&str; 11] = [
+pub const CAUSES: [&str; 12] = [
     "idle",
     "max_jobs",
     "max_lifetime",
@@ -91,6 +91,7 @@ pub const CAUSES: [&str; 11] = [
     "start_timeout",
     "reload",
     "shutdown",
+    "upgrade",
 ];
 
 /// A job's duration: 1 ms to 10 min.

@@ -64,7 +64,7 @@ pub fn new(schedules: crate::schedule::Schedules) -> Recorder {
     families
         .build_info
         .get_or_create(&families::VersionLabels {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::version(),
         })
         .set(1);
     Recorder::new(

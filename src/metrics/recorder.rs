@@ -47,7 +47,7 @@ struct JobHandles {
     resident: Gauge,
     cpu: FloatCounter,
     starts: [Counter; 2],
-    exits: [Counter; 11],
+    exits: [Counter; 12],
     scale_up: Histogram,
 }
 
@@ -81,6 +81,7 @@ pub fn cause_label(cause: &ExitCause, killed_by_operator: bool) -> &'static str 
             StopReason::Reload => "reload",
             StopReason::Shutdown => "shutdown",
             StopReason::Killed => "killed",
+            StopReason::Upgrade => "upgrade",
         },
         ExitCause::Unexpected(_) => "crash",
         ExitCause::ProtocolError(_) => "protocol_error",
@@ -240,7 +241,10 @@ impl Recorder {
                 }
                 h.resident.set(resident as i64);
             }
-            Event::Busy { .. } | Event::Retiring { .. } | Event::Report { .. } => {}
+            Event::Busy { .. }
+            | Event::Retiring { .. }
+            | Event::Report { .. }
+            | Event::HandedOver { .. } => {}
         }
     }
 

@@ -31,6 +31,12 @@ pub enum Event {
     Retiring { id: WorkerId, reason: String },
     /// A `gearman`-protocol process reported a console column on stdout.
     Report { id: WorkerId, report: Report },
+    /// Between jobs, it gave its pipes back for an upgrade; its task has
+    /// ended and the process runs on, to be adopted by the next image.
+    HandedOver {
+        id: WorkerId,
+        parts: Box<super::handover::Parts>,
+    },
     /// The process is gone and reaped.
     Exited {
         id: WorkerId,
@@ -53,6 +59,7 @@ impl Event {
             | Event::JobEnded { id, .. }
             | Event::Retiring { id, .. }
             | Event::Report { id, .. }
+            | Event::HandedOver { id, .. }
             | Event::Exited { id, .. } => *id,
         }
     }
@@ -107,6 +114,8 @@ pub enum StopReason {
     Shutdown,
     /// An operator's `kill`/`killall` of a member without a process.
     Killed,
+    /// An upgrade: an http slot stops, the next image starts its own.
+    Upgrade,
 }
 
 /// From the supervisor to a process task.
@@ -124,6 +133,9 @@ pub enum Control {
     /// End now (`kill`/`killall` of a member without a process, the
     /// counterpart of SIGTERM): a job in flight goes back to gearmand.
     Kill,
+    /// An upgrade: give the pipes back between jobs ([`Event::HandedOver`]);
+    /// an http slot, which has none, stops after its job instead.
+    HandOver,
 }
 
 impl Control {
@@ -132,6 +144,7 @@ impl Control {
             Control::Stop(reason) | Control::Retire(reason, _) => *reason,
             Control::Shutdown => StopReason::Shutdown,
             Control::Kill => StopReason::Killed,
+            Control::HandOver => StopReason::Upgrade,
         }
     }
 }

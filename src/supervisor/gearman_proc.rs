@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::process::{Child, ChildStdout};
+use tokio::process::ChildStdout;
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
@@ -22,23 +22,33 @@ use std::sync::Arc;
 use crate::config::JobSpec;
 
 use super::events::{Control, Event, ExitCause, Report, StopReason};
+use super::handover::{self, Begin};
 use super::member::WorkerId;
 use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use super::stdio::ProcessSetup;
 
-pub async fn run(mut setup: ProcessSetup, mut child: Child) {
+/// `begin` is a process just started, or one adopted across an upgrade.
+pub async fn run(mut setup: ProcessSetup, begin: Begin) {
+    use std::os::fd::AsRawFd;
     let pid = setup.pid;
     let id = setup.id;
     let job = setup.job.clone();
+    let pipes = begin.pipes;
+    let fds = [
+        pipes.stdin.as_raw_fd(),
+        pipes.stdout.as_raw_fd(),
+        pipes.stderr.as_raw_fd(),
+    ];
     // Its stdin stays open and unused: some workers exit on EOF.
-    let _stdin = child.stdin.take();
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_reports(id, job.clone(), stdout, setup.events.clone()));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(pid, job.clone(), stderr));
-    }
+    let _stdin = pipes.stdin;
+    tokio::spawn(read_reports(
+        id,
+        job.clone(),
+        pipes.stdout,
+        setup.events.clone(),
+    ));
+    tokio::spawn(super::output::log_stderr(pid, job.clone(), pipes.stderr));
     let _ = setup.events.send(Event::Ready { id });
     let stop_signal = setup.job.stop_signal;
     let mut escalation: Option<(Instant, Signal)> = None;
@@ -48,8 +58,20 @@ pub async fn run(mut setup: ProcessSetup, mut child: Child) {
         let far = Instant::now() + Duration::from_secs(3600);
         let at = escalation.map_or(far, |(t, _)| t);
         tokio::select! {
-            status = exit.wait(&mut child) => break status.ok(),
+            status = exit.wait() => break status.ok(),
             control = setup.control.recv(), if requested.is_none() => {
+                if control == Some(Control::HandOver) {
+                    // Its pipes go to the next image; the readers here end
+                    // with this image.
+                    match handover::gearman_parts(fds, begin.jobs_done) {
+                        Ok(parts) => {
+                            let parts = Box::new(parts);
+                            let _ = setup.events.send(Event::HandedOver { id, parts });
+                            return;
+                        }
+                        Err(err) => tracing::error!(pid, job = job.name.as_str(), "cannot hand the process over: {err}; stopping it"),
+                    }
+                }
                 if let Some(Control::Retire(_, reason)) = &control {
                     tracing::info!(pid, job = job.name.as_str(), "Recycling: {reason}");
                 }

@@ -130,6 +130,7 @@ impl Slot {
                     self.request_stop(reason);
                 }
                 Wake::Control(Some(Control::Stop(reason))) => self.request_stop(reason),
+                Wake::Control(Some(Control::HandOver)) => self.request_stop(StopReason::Upgrade),
                 Wake::Timer => self.on_timer().await,
             }
         }

@@ -9,6 +9,7 @@
 //!   executor on the grab loop ([`crate::gearman::grab`]).
 //! - [`http_slot`]: the task of an http job's slot, the other executor.
 //! - [`gearman_proc`]: the per-process task of workers that speak Gearman themselves.
+//! - [`handover`]: an upgrade's quiescing, hand-over and adoption of processes.
 //! - [`events`]: messages between the loop and the member tasks.
 //! - [`member`]: the id of a pool member (a process or a slot).
 //! - [`output`]: worker output outside the protocol, logged line by line.
@@ -21,6 +22,7 @@
 pub mod events;
 mod feed;
 pub mod gearman_proc;
+pub mod handover;
 pub mod http_slot;
 pub mod member;
 mod observe;
@@ -100,6 +102,8 @@ pub struct Supervisor {
     polled_at: Instant,
     /// When the last round of CPU and memory readings began.
     sampled_at: Option<Instant>,
+    /// Upgrades asked for, and what a hand-over needs.
+    upgrades: handover::Upgrades,
     /// The dashboard's history; present while the HTTP listener is on.
     feed: Option<feed::Feed>,
 }
@@ -111,15 +115,45 @@ pub struct Doors {
     pub http: Option<crate::http::Listener>,
 }
 
+impl Doors {
+    /// The listening sockets, as an upgrade hands them over.
+    fn listeners(&self, settings: &Settings) -> Vec<crate::upgrade::state::ListenerState> {
+        use crate::upgrade::inherit::bind_of;
+        use crate::upgrade::state::{Door, ListenerState};
+        use std::os::fd::AsRawFd;
+        let tcp = self
+            .console
+            .tcp
+            .as_ref()
+            .map(|l| (Door::ConsoleTcp, l.as_raw_fd()));
+        let unix = self
+            .console
+            .unix
+            .as_ref()
+            .map(|(l, _)| (Door::ConsoleUnix, l.as_raw_fd()));
+        let http = self.http.as_ref().map(|l| (Door::Http, l.as_raw_fd()));
+        [tcp, unix, http]
+            .into_iter()
+            .flatten()
+            .filter_map(|(door, fd)| {
+                let bind = bind_of(settings, door)?;
+                Some(ListenerState { door, bind, fd })
+            })
+            .collect()
+    }
+}
+
 /// Why the loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Clean,
     Forced,
+    /// Every process has been handed over: `main` executes the new binary.
+    Upgrade(Box<crate::upgrade::Prepared>),
 }
 
 impl Supervisor {
-    pub fn new(loaded: Loaded, flags: RunFlags) -> Self {
+    /// `origin`: how the driver was first started, what an upgrade executes.
+    pub fn new(loaded: Loaded, flags: RunFlags, origin: Arc<crate::upgrade::Origin>) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let servers = Arc::new(loaded.settings.servers.clone());
         let admin_token = tokio::sync::watch::Sender::new(loaded.settings.admin_token.clone());
@@ -157,6 +191,7 @@ impl Supervisor {
             started_epoch: now_epoch(),
             polled_at: Instant::now(),
             sampled_at: None,
+            upgrades: handover::Upgrades::new(origin),
             feed: None,
         }
     }
@@ -168,6 +203,10 @@ impl Supervisor {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
+        // Held since an upgrade's exec, if this image is the result of one.
+        crate::upgrade::signals::unblock();
+        self.upgrades.listeners = doors.listeners(&self.settings);
         let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
         doors.console.spawn(
             command::Handle::new(requests_tx.clone()),
@@ -180,7 +219,7 @@ impl Supervisor {
                 .get_or_insert_with(|| crate::metrics::new(schedules));
             let history = crate::history::Shared::default();
             self.feed = Some(feed::Feed::new(history.clone()));
-            crate::http::spawn(
+            self.upgrades.http = Some(crate::http::spawn(
                 listener,
                 crate::http::Context {
                     requests: command::Handle::new(requests_tx.clone()),
@@ -189,7 +228,7 @@ impl Supervisor {
                     access: crate::http::WriteAccess::new(self.admin_token.subscribe()),
                     history,
                 },
-            )?;
+            )?);
         }
         let (usage_tx, mut usage_rx) = mpsc::unbounded_channel();
         let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
@@ -210,7 +249,7 @@ impl Supervisor {
 
         tracing::info!(
             "gearman-driver {} started: {} job(s), servers {}, console {}",
-            env!("CARGO_PKG_VERSION"),
+            crate::version(),
             self.jobs.len(),
             self.servers.join(","),
             console::describe(&self.settings)
@@ -234,6 +273,9 @@ impl Supervisor {
                         next = self.events_rx.try_recv().ok();
                     }
                     self.reconcile_jobs(&touched, false);
+                    if let Some(prepared) = self.handover_complete() {
+                        return Ok(Exit::Upgrade(prepared));
+                    }
                 }
                 Some(snapshot) = snap_rx.recv() => {
                     self.on_snapshot(snapshot);
@@ -253,6 +295,13 @@ impl Supervisor {
                 _ = term.recv() => if self.on_stop_signal("TERM") { return Ok(Exit::Forced) },
                 _ = int.recv() => if self.on_stop_signal("INT") { return Ok(Exit::Forced) },
                 _ = hup.recv() => self.ask_reload(None),
+                _ = usr2.recv() => self.ask_upgrade(None),
+                Some(checked) = self.upgrades.checked() => {
+                    self.on_checked(checked);
+                    if let Some(prepared) = self.handover_complete() {
+                        return Ok(Exit::Upgrade(prepared));
+                    }
+                }
                 Some(read) = self.reloads.read() => {
                     self.on_read(read);
                     self.reconcile(false);
@@ -404,6 +453,7 @@ impl Supervisor {
                     Report::LastErrorMsg(m) => job.lasterror_msg = m,
                 }
             }
+            Event::HandedOver { id, parts } => self.on_handed_over(id, *parts),
             Event::Exited {
                 id, status, cause, ..
             } => {
@@ -585,7 +635,7 @@ impl Supervisor {
     }
 
     fn apply_policy(&mut self, names: &[String], fresh_poll: bool) {
-        if self.shutting_down {
+        if self.shutting_down || self.upgrades.handing_over() {
             return;
         }
         let now = Instant::now();
@@ -695,8 +745,8 @@ impl Supervisor {
         if spec.protocol == Protocol::Http {
             return self.start_slot(name, spec, WorkerId::slot(seq), reason);
         }
-        let child = match spawn::spawn(&spec, &self.servers) {
-            Ok(child) => child,
+        let spawned = match spawn::spawn(&spec, &self.servers) {
+            Ok(spawned) => spawned,
             Err(err) => {
                 let why = format!("cannot start {}: {err}", spec.command[0]);
                 job.record_error(&why);
@@ -705,7 +755,7 @@ impl Supervisor {
                 return false;
             }
         };
-        let Some(pid) = child.id() else { return false };
+        let pid = spawned.pid;
         let id = WorkerId::process(seq, pid);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let setup = stdio::ProcessSetup {
@@ -717,10 +767,11 @@ impl Supervisor {
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
         };
+        let begin = handover::Begin::fresh(spawned);
         if spec.protocol == Protocol::Gearman {
-            tokio::spawn(gearman_proc::run(setup, child));
+            tokio::spawn(gearman_proc::run(setup, begin));
         } else {
-            tokio::spawn(stdio::run(setup, child));
+            tokio::spawn(stdio::run(setup, begin));
         }
         job.procs.insert(id, Proc::new(control_tx));
         self.owner.insert(id, name.to_string());
@@ -770,6 +821,10 @@ impl Supervisor {
     fn on_request(&mut self, envelope: Envelope) {
         if envelope.request == command::Request::Reload {
             return self.ask_reload(Some(envelope));
+        }
+        let blocked = self.upgrades.blocked(self.shutting_down);
+        if envelope.request == command::Request::Upgrade && blocked.is_none() {
+            return self.ask_upgrade(Some(envelope));
         }
         self.answer(envelope);
     }
@@ -871,6 +926,10 @@ impl Pools for Supervisor {
     fn schedules(&self) -> Vec<crate::schedule::ScheduleState> {
         self.schedules.states()
     }
+
+    fn upgrade_blocked(&self) -> Option<String> {
+        self.upgrades.blocked(self.shutting_down)
+    }
 }
 
 fn now_epoch() -> i64 {
@@ -898,7 +957,7 @@ async fn run_unknown_job_command(argv: Vec<String>, row: String) {
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
         .kill_on_drop(true);
-    spawn::hide_service_manager(&mut command);
+    spawn::hide_service_manager(command.as_std_mut());
     let child = command.spawn();
     let mut child = match child {
         Ok(c) => c,

@@ -162,7 +162,7 @@ impl Supervisor {
     /// The status view, built in one pass over the jobs.
     pub(super) fn overview(&self) -> Overview {
         Overview {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::version(),
             started: self.started_epoch,
             servers: self.server_views(),
             jobs: self.job_views(),

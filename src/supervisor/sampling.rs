@@ -22,8 +22,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitStatus;
 use std::time::Instant;
 
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
 use tokio::io::unix::AsyncFd;
-use tokio::process::Child;
 
 /// One reading of a process.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,21 +142,63 @@ impl ExitWatch {
     }
 
     /// Waits for the child to exit, reads it while it is a zombie, then
-    /// reaps it. Cancel-safe: dropped early, it is simply called again.
-    pub async fn wait(&mut self, child: &mut Child) -> std::io::Result<ExitStatus> {
-        if let Some(fd) = &self.pidfd {
-            if fd.readable().await.is_ok() {
-                if let Some(usage) = read(self.pid) {
-                    self.last = Some(usage);
+    /// reaps it by PID (so a process adopted across an upgrade is watched
+    /// like one started here). Cancel-safe: dropped early, it is simply
+    /// called again.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = fd.readable().await;
+            }
+            // No pidfd (before Linux 5.3): look now and then.
+            None => {
+                while !exited(self.pid) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
-        child.wait().await
+        if let Some(usage) = read(self.pid) {
+            self.last = Some(usage);
+        }
+        reap(self.pid)
     }
 
     /// The reading taken at the exit, if any.
     pub fn take_usage(&mut self) -> Option<Usage> {
         self.last.take()
+    }
+}
+
+/// Whether the child `pid` has exited (it stays unreaped, a zombie).
+fn exited(pid: u32) -> bool {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into `info`, which outlives the call; WNOWAIT
+    // leaves the child to be reaped by `reap`.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is set by waitid when it found a child.
+    r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// Reaps the child `pid`, which has exited.
+fn reap(pid: u32) -> std::io::Result<ExitStatus> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes into `status`, which outlives the call.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r == pid as libc::pid_t {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
     }
 }
 

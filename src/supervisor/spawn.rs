@@ -7,8 +7,11 @@
 
 use std::process::Stdio;
 
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
 use nix::sys::signal::Signal;
-use tokio::process::{Child, Command};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 use crate::config::isolation::{Identity, Isolation};
 use crate::config::{JobSpec, Protocol};
@@ -62,8 +65,20 @@ pub fn hide_service_manager(cmd: &mut Command) {
     }
 }
 
+/// A started process: its PID and the supervisor's ends of its pipes.
+///
+/// There is no `Child` handle on purpose: a process is watched by PID (see
+/// [`super::sampling::ExitWatch`]), so one the driver started and one it
+/// took over across an upgrade (see [`crate::upgrade`]) are the same thing.
+pub struct Spawned {
+    pub pid: u32,
+    pub stdin: ChildStdin,
+    pub stdout: ChildStdout,
+    pub stderr: ChildStderr,
+}
+
 /// Spawns one process of `job` with piped stdio.
-pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
+pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Spawned> {
     let argv = effective_argv(job)?;
     let mut cmd = Command::new(&argv[0]);
     hide_service_manager(&mut cmd);
@@ -73,8 +88,7 @@ pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
         .envs(process_env(job, servers))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(false);
+        .stderr(Stdio::piped());
     if job.protocol == Protocol::Exec {
         cmd.env(EXEC_TIMEOUTS_ENV, exec_timeouts(job));
     }
@@ -86,7 +100,15 @@ pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Child> {
     unsafe {
         cmd.pre_exec(move || prepare_child(parent, &isolation));
     }
-    cmd.spawn()
+    let mut child = cmd.spawn()?;
+    let piped = || std::io::Error::other("a pipe of the new process is missing");
+    // Dropping the std handle neither kills nor reaps the process.
+    Ok(Spawned {
+        pid: child.id(),
+        stdin: ChildStdin::from_std(child.stdin.take().ok_or_else(piped)?)?,
+        stdout: ChildStdout::from_std(child.stdout.take().ok_or_else(piped)?)?,
+        stderr: ChildStderr::from_std(child.stderr.take().ok_or_else(piped)?)?,
+    })
 }
 
 /// Runs in the child between fork and exec. The order matters: limits are

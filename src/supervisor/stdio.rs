@@ -17,12 +17,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::process::{Child, ChildStdin};
+use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_util::codec::FramedRead;
 
 use super::events::{Control, Event, ExitCause, JobOutcome, StopReason};
+use super::handover::{self, Begin};
 use super::member::{recycling_due, WorkerId};
 use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
@@ -81,7 +82,6 @@ enum Wake {
 
 struct StdioProcess {
     setup: ProcessSetup,
-    child: Child,
     exit: ExitWatch,
     frames: FramedRead<tokio::process::ChildStdout, WorkerCodec>,
     /// The worker's stdin; dropping it is how a stdio process is asked to exit.
@@ -103,33 +103,44 @@ struct StdioProcess {
     cause: Option<ExitCause>,
     /// The function of a job cut short by a kill, which gearmand re-queues.
     requeued: Option<Bytes>,
+    /// An upgrade asked for its pipes: given back once it is between jobs.
+    handing_over: bool,
+    /// Its stderr's descriptor (a task of its own reads it), for a hand-over.
+    stderr_fd: std::os::fd::RawFd,
 }
 
 /// Runs the process until it has exited and been reaped.
-pub async fn run(setup: ProcessSetup, mut child: Child) {
-    let stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(super::output::log_stderr(
-            setup.pid,
-            setup.job.clone(),
-            stderr,
-        ));
-    }
+/// `begin` is a process just started, or one adopted across an upgrade.
+pub async fn run(setup: ProcessSetup, begin: Begin) {
+    let Begin {
+        pipes,
+        ready,
+        jobs_done,
+        started,
+    } = begin;
+    let stderr_fd = std::os::fd::AsRawFd::as_raw_fd(&pipes.stderr);
+    tokio::spawn(super::output::log_stderr(
+        setup.pid,
+        setup.job.clone(),
+        pipes.stderr,
+    ));
     let grab = new_grab_loop(&setup);
     let start_timeout = setup.job.start_timeout;
+    let mut frames = FramedRead::with_capacity(pipes.stdout, WorkerCodec::new(), 64 * 1024);
+    frames
+        .read_buffer_mut()
+        .extend_from_slice(&pipes.stdout_unread);
     let mut process = StdioProcess {
         exit: ExitWatch::new(setup.pid),
-        child,
-        frames: FramedRead::with_capacity(stdout, WorkerCodec::new(), 64 * 1024),
-        stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, stdin)),
+        frames,
+        stdin: Some(BufWriter::with_capacity(INLINE_WRITE_MAX, pipes.stdin)),
         early_frames: VecDeque::new(),
         grab,
         phase: Phase::Starting {
             deadline: Instant::now() + start_timeout,
         },
-        started: Instant::now(),
-        jobs_done: 0,
+        started,
+        jobs_done,
         stop_requested: false,
         finished: false,
         shutdown_deadline: None,
@@ -137,8 +148,13 @@ pub async fn run(setup: ProcessSetup, mut child: Child) {
         stop_reason: None,
         cause: None,
         requeued: None,
+        handing_over: false,
+        stderr_fd,
         setup,
     };
+    if ready {
+        process.became_ready().await;
+    }
     process.run().await;
 }
 
@@ -179,7 +195,7 @@ impl StdioProcess {
                 frame = self.frames.next() => Wake::Frame(frame),
                 w = self.grab.wake() => Wake::Grab(w),
                 c = self.setup.control.recv() => Wake::Control(c),
-                s = self.exit.wait(&mut self.child) => Wake::Exited(s),
+                s = self.exit.wait() => Wake::Exited(s),
                 _ = sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
@@ -199,6 +215,12 @@ impl StdioProcess {
                 Wake::Control(Some(Control::Kill)) => self.request_stop(StopReason::Killed, None),
                 Wake::Control(Some(Control::Retire(reason, text))) => {
                     self.request_stop(reason, Some(text))
+                }
+                Wake::Control(Some(Control::HandOver)) => {
+                    self.handing_over = true;
+                    if self.hand_over_if_between_jobs() {
+                        return;
+                    }
                 }
                 Wake::Control(Some(Control::Shutdown)) | Wake::Control(None) => {
                     self.shutdown_deadline = Some(Instant::now() + self.setup.shutdown_timeout);
@@ -372,7 +394,7 @@ impl StdioProcess {
             self.retire(why, text);
         }
         self.phase = Phase::Idle;
-        if self.stop_requested || self.retire_reason.is_some() {
+        if self.stop_requested || self.retire_reason.is_some() || self.handing_over {
             Then::Stop
         } else {
             Then::Grab
@@ -380,8 +402,53 @@ impl StdioProcess {
     }
 
     fn after_job(&mut self, then: Then) {
-        if then == Then::Stop {
+        if then == Then::Stop && !self.hand_over_if_between_jobs() {
             self.begin_stop();
+        }
+    }
+
+    /// Gives its pipes back for an upgrade if one asked and the process is
+    /// between jobs (or not yet ready) and not on its way out; the task
+    /// ends then. A busy process gets here again once its job is answered.
+    fn hand_over_if_between_jobs(&mut self) -> bool {
+        let between = matches!(self.phase, Phase::Idle | Phase::Starting { .. });
+        if !self.handing_over || !between || self.stop_requested || self.retire_reason.is_some() {
+            return false;
+        }
+        // Nothing is asked of gearmand any more; a job it assigned to a
+        // GRAB still unanswered goes back to its queue.
+        self.grab.close();
+        let Some(stdin) = self.stdin.as_ref() else {
+            return false;
+        };
+        let ready = matches!(self.phase, Phase::Idle);
+        let parts = handover::stdio_parts(
+            stdin.get_ref(),
+            self.frames.get_ref(),
+            self.frames.read_buffer(),
+            self.stderr_fd,
+            ready,
+            self.jobs_done,
+        );
+        match parts {
+            Ok(parts) => {
+                self.send_event(Event::HandedOver {
+                    id: self.setup.id,
+                    parts: Box::new(parts),
+                });
+                self.finished = true;
+                true
+            }
+            Err(err) => {
+                tracing::error!(
+                    pid = self.setup.pid,
+                    job = self.job(),
+                    "cannot hand the process over: {err}; stopping it"
+                );
+                self.handing_over = false;
+                self.request_stop(StopReason::Shutdown, None);
+                false
+            }
         }
     }
 
@@ -554,7 +621,7 @@ impl StdioProcess {
     }
 
     async fn reap_after_stdout_closed(&mut self) -> Option<std::process::ExitStatus> {
-        let exited = self.exit.wait(&mut self.child);
+        let exited = self.exit.wait();
         if let Ok(status) = tokio::time::timeout(KILL_GRACE, exited).await {
             return status.ok();
         }
@@ -564,7 +631,7 @@ impl StdioProcess {
             "closed its stdout but kept running; killing it"
         );
         signal_group(self.setup.pid, Signal::SIGKILL);
-        self.exit.wait(&mut self.child).await.ok()
+        self.exit.wait().await.ok()
     }
 
     /// A job in flight when the process is killed or dies goes back to

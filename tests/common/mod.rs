@@ -290,11 +290,40 @@ impl Driver {
         Self::try_start_args(args, env)
     }
 
+    /// As [`Driver::start`], running the binary at `exe`.
+    pub fn start_program(
+        exe: &Path,
+        lib: &Lib,
+        gearmand: &Gearmand,
+        namespaces: &str,
+        extra: &[&str],
+    ) -> Driver {
+        for _ in 0..5 {
+            let mut args: Vec<std::ffi::OsString> = vec!["--lib".into(), lib.path().into()];
+            for a in ["--namespaces", namespaces, "--server", &gearmand.addr()] {
+                args.push(a.into());
+            }
+            args.extend(extra.iter().map(|a| a.into()));
+            if let Some(driver) = Self::try_start_program(exe, args, &[]) {
+                return driver;
+            }
+        }
+        panic!("gearman-driver could not get a console port of its own");
+    }
+
     fn try_start_args(args: Vec<std::ffi::OsString>, env: &[(&str, &str)]) -> Option<Driver> {
+        Self::try_start_program(Path::new(env!("CARGO_BIN_EXE_gearman-driver")), args, env)
+    }
+
+    fn try_start_program(
+        exe: &Path,
+        args: Vec<std::ffi::OsString>,
+        env: &[(&str, &str)],
+    ) -> Option<Driver> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("driver.log");
         let console_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_gearman-driver"))
+        let child = Command::new(exe)
             .args([
                 "--console-port",
                 &console_port.to_string(),
