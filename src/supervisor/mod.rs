@@ -701,6 +701,7 @@ impl Supervisor {
             events: self.events_tx.clone(),
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
+            arming: job.arming.clone(),
         };
         if spec.protocol == Protocol::Gearman {
             tokio::spawn(gearman_proc::run(setup, child));
@@ -726,6 +727,9 @@ impl Supervisor {
             .endpoint_client
             .get_or_insert_with(EndpointClient::new)
             .clone();
+        let Some(arming) = self.jobs.get(name).map(|j| j.arming.clone()) else {
+            return false;
+        };
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let setup = stdio::ProcessSetup {
             id,
@@ -735,6 +739,7 @@ impl Supervisor {
             events: self.events_tx.clone(),
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
+            arming,
         };
         tokio::spawn(http_slot::run(setup, client));
         let Some(job) = self.jobs.get_mut(name) else {
