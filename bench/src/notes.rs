@@ -21,11 +21,14 @@ pub const POOL_SIZE: &[&str] = &[
      gearmand (PRE_SLEEP); the others rest, registered but silent, so gearmand never wakes \
      them. A member that takes a job first calls the most recently idle resting member, which \
      asks at once (GRAB_JOB); a member that found a job it was not woken for (a backlog) calls \
-     two, so a burst spreads in a doubling wave; a member that finished a job rests when \
-     another watches. After (same commands, one run): per job at 1,000 idle processes 5.0 \
+     two, so a burst spreads in a doubling wave; a member that finished a job asks for the \
+     next one with its answer and rests after NO_JOB when another watches. After (same commands, one run, measured at the first version of the \
+     fix, in which a finished member rested without asking; asking with the answer, as now, \
+     keeps a saturated pool's next job free of wake-ups): per job at 1,000 idle processes 5.0 \
      segments and 306 bytes at gearmand, 150 µs CPU, 8,155 jobs/s (1.49 × the 4-process \
      figure of that run, which the machine's other load pulled down); 200 idle: 5.0 segments, \
-     7,055 jobs/s. The burst drained in 260 ms (1.30 × ideal). Plain workers keep the herd: \
+     7,055 jobs/s; syscalls per job at 1,000 idle: gearmand 316 → 25, driver and processes \
+     132 → 9. The burst drained in 260–296 ms (1.30–1.48 × ideal). Plain workers keep the herd: \
      no worker library can avoid it on its own.",
     "Pool size, method: `cargo run --release -p gearman-driver-bench -- --scenario pool-size \
      --runs 1 --jobs 2000`, once with the binaries of the commit before the fix and once after.",

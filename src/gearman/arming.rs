@@ -31,9 +31,10 @@
 //!   members watch, so the count never drops below [`ARMED`] that way; it
 //!   drops only when a watcher takes a job or leaves, and both call a
 //!   resting member first.
-//! - A member that finished its job rests silently when enough others
-//!   watch (they see anything queued); otherwise it asks for the next job
-//!   in the same write as the answer, as before.
+//! - A member that finished its job asks for the next one in the same
+//!   write as the answer (it costs no extra write, and a saturated pool
+//!   takes its next job without any wake-up), and rests after `NO_JOB`
+//!   like any watcher.
 //!
 //! Nothing changes in how jobs are taken: each member still grabs only for
 //! itself, while idle, so no job is grabbed that no process can run, and a
@@ -140,8 +141,8 @@ impl Seat {
         self.place == Place::Resting
     }
 
-    /// The member asks gearmand (after starting, or woken by a `NOOP` while
-    /// resting, which only a stale sleep can cause).
+    /// The member asks gearmand (after starting or finishing a job, or
+    /// woken by a `NOOP` while resting, which only a stale sleep can cause).
     pub fn watch(&mut self) {
         match self.place {
             Place::Watching => {}
@@ -178,21 +179,6 @@ impl Seat {
         s.resting.push((self.id, self.caller.clone()));
         self.place = Place::Resting;
         true
-    }
-
-    /// The member's job is answered: true when it should ask for the next
-    /// one, false when it rests because enough others watch.
-    pub fn after_job(&mut self) -> bool {
-        let mut s = self.arming.lock();
-        if s.watching >= ARMED {
-            s.resting.push((self.id, self.caller.clone()));
-            self.place = Place::Resting;
-            false
-        } else {
-            s.watching += 1;
-            self.place = Place::Watching;
-            true
-        }
     }
 
     /// The member took a job. `backlog`: it was not woken for it, so work
@@ -318,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_member_rests_when_others_watch_and_asks_when_none_do() {
+    fn finished_members_ask_and_all_but_one_rest_when_nothing_is_queued() {
         let arming = Arming::new();
         let mut s = seats(&arming, 2);
         settle(&mut s);
@@ -329,8 +315,10 @@ mod tests {
         assert!(was_called(&mut s[other]));
         s[other].took_job(false);
         assert_eq!(arming.counts(), (0, 0));
-        assert!(s[watcher].after_job(), "nobody watches: ask at once");
-        assert!(!s[other].after_job(), "one watches already: rest");
+        s[watcher].watch();
+        s[other].watch();
+        assert!(s[watcher].rest_after_no_job(), "another watches: rest");
+        assert!(!s[other].rest_after_no_job(), "the last watcher sleeps");
         assert_eq!(arming.counts(), (1, 1));
     }
 
@@ -361,7 +349,8 @@ mod tests {
             let i = round % 8;
             if !s[i].is_resting() && s[i].place == Place::Watching {
                 s[i].took_job(round % 3 == 0);
-            } else if s[i].place == Place::Away && s[i].after_job() {
+            } else if s[i].place == Place::Away {
+                s[i].watch();
                 s[i].rest_after_no_job();
             }
             for seat in s.iter_mut() {

@@ -510,15 +510,12 @@ impl GrabLoop {
         }
     }
 
-    /// After a job: ask for the next one, or rest when enough of the job's
-    /// other members watch (they see anything queued).
+    /// After a job: ask for the next one (on `NO_JOB` the member rests if
+    /// enough of the job's other members watch).
     async fn next_or_rest(&mut self) {
-        if self.seat.after_job() {
-            self.woken_by_noop = false;
-            self.grab_or_sleep(self.next_server, 0).await;
-        } else {
-            self.state = State::Resting;
-        }
+        self.seat.watch();
+        self.woken_by_noop = false;
+        self.grab_or_sleep(self.next_server, 0).await;
     }
 
     /// Drops every connection without an answer: a job in flight goes back
