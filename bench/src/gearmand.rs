@@ -48,6 +48,39 @@ impl Gearmand {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self._guard.pid()
+    }
+
+    /// What gearmand sent and received on its connections so far, summed
+    /// over the established ones (from `ss -ti`): the per-job cost of the
+    /// protocol, whatever the timing.
+    pub fn traffic(&self) -> Result<Traffic> {
+        let filter = format!("( sport = :{} )", self.port);
+        let out = Command::new("ss")
+            .args(["-tinH", "state", "established", &filter])
+            .output()
+            .context("running ss (Debian package iproute2)")?;
+        if !out.status.success() {
+            bail!("ss failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut t = Traffic::default();
+        for word in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let Some((key, value)) = word.split_once(':') else {
+                continue;
+            };
+            let slot = match key {
+                "data_segs_in" => &mut t.segs_in,
+                "data_segs_out" => &mut t.segs_out,
+                "bytes_received" => &mut t.bytes_in,
+                "bytes_sent" => &mut t.bytes_out,
+                _ => continue,
+            };
+            *slot += value.parse::<u64>().unwrap_or(0);
+        }
+        Ok(t)
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -133,6 +166,26 @@ impl Admin {
             &format!("{n} workers registered for {function}"),
             || Ok((self.row(function)?.workers >= n).then_some(())),
         )
+    }
+}
+
+/// Data segments and bytes on gearmand's side of its connections.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    pub segs_in: u64,
+    pub segs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    /// Segments (in + out) and bytes (in + out) per job between two readings.
+    pub fn per_job(before: Traffic, after: Traffic, jobs: usize) -> (f64, f64) {
+        let segs =
+            (after.segs_in + after.segs_out).saturating_sub(before.segs_in + before.segs_out);
+        let bytes =
+            (after.bytes_in + after.bytes_out).saturating_sub(before.bytes_in + before.bytes_out);
+        (segs as f64 / jobs as f64, bytes as f64 / jobs as f64)
     }
 }
 

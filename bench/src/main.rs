@@ -21,7 +21,10 @@
 mod driver;
 mod footprint;
 mod gearmand;
+mod latency;
+mod notes;
 mod perl;
+mod poolsize;
 mod procs;
 mod report;
 mod scaleup;
@@ -64,7 +67,7 @@ struct Args {
     /// Jobs per throughput measurement (default 20,000; 2,000 with --quick).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Throughput runs per variant, the median is reported (default 3; 1 with --quick).
+    /// Runs per variant (throughput 5, pool size 3, latency 5; 1 with --quick); medians are reported.
     #[arg(long)]
     runs: Option<usize>,
     /// Slots of the http variant (default 4, as many as the other variants'
@@ -92,6 +95,12 @@ enum Scenario {
     Perl,
     /// 4 stdio processes under load of 8 clients; the console's `upgrade`.
     Upgrade,
+    /// Throughput onto 4, 32, 200 and 1,000 idle processes (driver and plain
+    /// workers) with gearmand's traffic per job; a burst of 500 jobs onto
+    /// 1,000 idle processes.
+    PoolSize,
+    /// 1,000 sequential jobs, one in flight: p50 and p99 per way of running a worker.
+    Latency,
 }
 
 /// Paths and settings shared by the scenarios.
@@ -100,6 +109,7 @@ pub struct Env {
     pub reverse_worker: PathBuf,
     pub plain_worker: PathBuf,
     pub http_endpoint: PathBuf,
+    pub sleep_worker: PathBuf,
     pub http_slots: usize,
     pub reverse_py: PathBuf,
     pub python: PathBuf,
@@ -202,6 +212,7 @@ fn env(args: &Args, root: &Path) -> Result<Env> {
         reverse_worker: binary(&release, "reverse-worker")?,
         plain_worker: binary(&release, "plain-reverse-worker")?,
         http_endpoint: binary(&release, "http-reverse-endpoint")?,
+        sleep_worker: binary(&release, "sleep-worker")?,
         http_slots: args.http_slots,
         reverse_py: root.join("workers/python/reverse.py"),
         python: python()?,
@@ -238,6 +249,8 @@ fn run() -> Result<bool> {
     let scenarios = if args.scenario.is_empty() {
         vec![
             Scenario::Throughput,
+            Scenario::PoolSize,
+            Scenario::Latency,
             Scenario::Scaleup,
             Scenario::Footprint,
             Scenario::Perl,
@@ -259,6 +272,12 @@ fn run() -> Result<bool> {
             Scenario::Footprint => rows.extend(footprint::rows(&env)),
             Scenario::Perl => rows.extend(run_perl(&env, &args)),
             Scenario::Upgrade => rows.extend(upgrade::rows(&env)),
+            Scenario::PoolSize => rows.extend(run_pool_size(&env, &args)),
+            Scenario::Latency => rows.extend(latency::rows(
+                &env,
+                args.runs.unwrap_or(if env.quick { 1 } else { 5 }).max(1),
+                if env.quick { 200 } else { latency::JOBS },
+            )),
         }
     }
     note_machine_load(&env, "after the run");
@@ -280,7 +299,7 @@ fn note_machine_load(env: &Env, when: &str) {
 fn run_throughput(env: &Env, args: &Args) -> Vec<Row> {
     let settings = throughput::Settings {
         jobs: args.jobs.unwrap_or(if env.quick { 2_000 } else { 20_000 }),
-        runs: args.runs.unwrap_or(if env.quick { 1 } else { 3 }).max(1),
+        runs: args.runs.unwrap_or(if env.quick { 1 } else { 5 }).max(1),
         variants: if args.variant.is_empty() {
             throughput::Variant::ALL.to_vec()
         } else {
@@ -288,6 +307,14 @@ fn run_throughput(env: &Env, args: &Args) -> Vec<Row> {
         },
     };
     throughput::rows(env, &settings)
+}
+
+fn run_pool_size(env: &Env, args: &Args) -> Vec<Row> {
+    let settings = poolsize::Settings {
+        jobs: args.jobs.unwrap_or(if env.quick { 1_000 } else { 5_000 }),
+        runs: args.runs.unwrap_or(if env.quick { 1 } else { 3 }).max(1),
+    };
+    poolsize::rows(env, &settings)
 }
 
 fn run_perl(env: &Env, args: &Args) -> Vec<Row> {

@@ -269,6 +269,51 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_micros(ticks * 1_000_000 / hz))
 }
 
+/// CPU time of a process and everything below it: its own user + system
+/// time, that of the children it has reaped (cutime + cstime), and the same
+/// for each live child, recursively. With the machine shared, this counts
+/// the work a variant costs, which other load sways less than throughput.
+pub fn cpu_tree(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime, stime, cutime, cstime: fields 14 to 17.
+    let mut ticks = 0u64;
+    for field in &rest[11..15] {
+        ticks += field.parse::<u64>()?;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut total = Duration::from_micros(ticks * 1_000_000 / hz);
+    for child in children(pid) {
+        // A child may exit between the listing and the reading.
+        if let Ok(t) = cpu_tree(child) {
+            total += t;
+        }
+    }
+    Ok(total)
+}
+
+/// The live children of every thread of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// The share of all cores that was busy over `window`, from /proc/stat.
 pub fn machine_busy(window: Duration) -> Result<f64> {
     let (busy0, total0) = cpu_totals()?;
@@ -291,4 +336,42 @@ fn cpu_totals() -> Result<(u64, u64)> {
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     Ok((total - idle, total))
+}
+
+/// Counts the system calls of some processes (all their threads) with
+/// `perf stat`, from [`SyscallCount::start`] to [`SyscallCount::stop`].
+/// `None` where perf is missing or not allowed to count.
+pub struct SyscallCount {
+    perf: std::process::Child,
+}
+
+impl SyscallCount {
+    pub fn start(pids: &[u32]) -> Option<SyscallCount> {
+        let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let perf = Command::new("perf")
+            .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p"])
+            .arg(list.join(","))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        // perf attaches to every thread before counting; give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        Some(SyscallCount { perf })
+    }
+
+    pub fn stop(self) -> Option<u64> {
+        // SAFETY: kill has no memory preconditions; perf is our child.
+        if unsafe { libc::kill(self.perf.id() as i32, libc::SIGINT) } != 0 {
+            return None;
+        }
+        let out = self.perf.wait_with_output().ok()?;
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| l.contains("raw_syscalls:sys_enter"))?
+            .split(',')
+            .next()?
+            .parse()
+            .ok()
+    }
 }

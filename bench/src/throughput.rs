@@ -57,7 +57,7 @@ impl Variant {
         Variant::Http,
     ];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Variant::Plain => "plain Rust worker (ceiling)",
             Variant::StdioRust => "driver stdio, Rust reverse-worker",
@@ -69,7 +69,7 @@ impl Variant {
         }
     }
 
-    fn slug(self) -> &'static str {
+    pub fn slug(self) -> &'static str {
         match self {
             Variant::Plain => "plain",
             Variant::StdioRust => "stdio-rust",
@@ -130,6 +130,9 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
         thousands(settings.jobs as f64),
         settings.runs
     ));
+    if let Some(noise) = noise(&rates) {
+        env.note(noise);
+    }
     if settings.variants.contains(&Variant::Http) && env.http_slots != PROCESSES {
         env.note(format!(
             "Throughput: the http variant ran {} slots.",
@@ -148,6 +151,36 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
         rows.push(r);
     }
     rows
+}
+
+/// How far a variant's ratio to the ceiling moved between rounds of this
+/// run: a difference smaller than that is noise, not a change.
+fn noise(rates: &HashMap<Variant, Vec<f64>>) -> Option<String> {
+    let mut spreads: Vec<f64> = rates
+        .keys()
+        .filter(|&&v| v != Variant::Plain)
+        .filter_map(|&v| {
+            let ours = rates.get(&v)?;
+            let plain = rates.get(&Variant::Plain)?;
+            let ratios: Vec<f64> = ours.iter().zip(plain).map(|(a, b)| a / b).collect();
+            (ratios.len() > 1).then(|| {
+                let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = ratios.iter().copied().fold(0.0, f64::max);
+                (hi - lo) / 2.0 / median(&ratios)
+            })
+        })
+        .collect();
+    if spreads.is_empty() {
+        return None;
+    }
+    spreads.sort_by(f64::total_cmp);
+    Some(format!(
+        "Noise: between rounds of this run a variant's ratio to the ceiling moved by ±{:.0} % \
+         (median over variants; at most ±{:.0} %). A ratio is told apart from a target or from \
+         another run only when it differs by more than that.",
+        median(&spreads) * 100.0,
+        spreads[spreads.len() - 1] * 100.0
+    ))
 }
 
 /// The supervisor's own CPU per job with metrics on and scraped, against
@@ -171,9 +204,10 @@ fn metrics_cpu_row(driver_cpu: &HashMap<Variant, Vec<f64>>) -> Option<Row> {
 
 fn target(v: Variant) -> &'static str {
     match v {
-        Variant::StdioRust => "≥ 0.75 × ceiling",
+        Variant::StdioRust => "≥ 0.90 × ceiling",
         Variant::StdioRustMetrics => "≥ 0.97 × metrics off",
-        Variant::Exec => "≥ 1.0 × C CLI",
+        Variant::StdioPython => "≥ 0.80 × ceiling",
+        Variant::Exec => "≥ 1.1 × C CLI",
         Variant::Http => "≥ 0.5 × ceiling",
         _ => "",
     }
@@ -216,9 +250,10 @@ fn row(v: Variant, rates: &HashMap<Variant, Vec<f64>>) -> Row {
         }
     }
     let reference = match v {
-        Variant::StdioRust => ceiling.map(|r| r >= 0.75),
+        Variant::StdioRust => ceiling.map(|r| r >= 0.90),
         Variant::StdioRustMetrics => metrics_off.map(|r| r >= 0.97),
-        Variant::Exec => cli.map(|r| r >= 1.0),
+        Variant::StdioPython => ceiling.map(|r| r >= 0.80),
+        Variant::Exec => cli.map(|r| r >= 1.1),
         Variant::Http => ceiling.map(|r| r >= 0.5),
         _ => None,
     };
@@ -280,7 +315,7 @@ pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
 
 /// Waits for [`PROCESSES`] workers of `function`, then runs a checked
 /// warm-up batch of a tenth of `jobs` (100 to 1,000).
-fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
+pub fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
     gearmand
         .admin()?
         .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
@@ -289,15 +324,15 @@ fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
 }
 
 /// The worker processes of one variant; stopped when dropped.
-struct Workers {
-    function: String,
+pub struct Workers {
+    pub function: String,
     /// Stopped before the driver (fields drop in order).
     scraper: Option<Scraper>,
     _guards: Vec<Guard>,
     _driver: Option<Driver>,
 }
 
-fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
+pub fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
     let py = env.python.to_string_lossy();
     let py_script = env.reverse_py.to_string_lossy();
     let rust = env.reverse_worker.to_string_lossy();
@@ -377,10 +412,13 @@ fn http_slots(env: &Env, gearmand: &Gearmand, dir: &Path) -> Result<Workers> {
 
 /// [`PROCESSES`] copies of a worker that speaks Gearman itself, stopped when dropped.
 pub fn spawn_copies_of(cmd: &mut Command, name: &str, dir: &Path) -> Result<Vec<Guard>> {
+    spawn_n_copies(cmd, name, dir, PROCESSES)
+}
+
+/// `n` copies of a worker that speaks Gearman itself, stopped when dropped.
+pub fn spawn_n_copies(cmd: &mut Command, name: &str, dir: &Path, n: usize) -> Result<Vec<Guard>> {
     quiet(cmd, &dir.join("workers.stderr"))?;
-    (0..PROCESSES)
-        .map(|_| Guard::spawn(cmd, name, None))
-        .collect()
+    (0..n).map(|_| Guard::spawn(cmd, name, None)).collect()
 }
 
 fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
@@ -396,6 +434,12 @@ fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
 impl Workers {
     fn driver(&self) -> Result<&Driver> {
         self._driver.as_ref().context("not under the driver")
+    }
+
+    /// The function and the driver (if any); the guards are dropped, so
+    /// this is only for workers under the driver.
+    pub fn into_parts(self) -> (String, Option<Driver>) {
+        (self.function, self._driver)
     }
 }
 
@@ -429,7 +473,7 @@ fn under_driver_with(
 
 /// Writes `body` as `Bench/<module>.toml` into a lib dir of its own and
 /// starts the driver on it.
-fn driver_with(
+pub fn driver_with(
     env: &Env,
     gearmand: &Gearmand,
     dir: &Path,
@@ -491,13 +535,13 @@ impl Tally {
     }
 }
 
-struct LoadResult {
-    elapsed: Duration,
+pub struct LoadResult {
+    pub elapsed: Duration,
     tally: Tally,
 }
 
 impl LoadResult {
-    fn verify(&self) -> Result<()> {
+    pub fn verify(&self) -> Result<()> {
         let t = &self.tally;
         if t.failed > 0 {
             bail!("{} of {} jobs failed", t.failed, t.done);
@@ -519,7 +563,7 @@ impl LoadResult {
 /// drives all of them: on a small machine the load generator must not take
 /// more CPU than it needs from gearmand and the workers (on 2 cores, 2 or 4
 /// client threads gave lower figures for every variant).
-fn load(addr: &str, function: &str, jobs: usize) -> Result<LoadResult> {
+pub fn load(addr: &str, function: &str, jobs: usize) -> Result<LoadResult> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -572,7 +616,7 @@ async fn submit_loop(
 
 /// 100 bytes, different for every job (so a result mixed up between jobs
 /// shows), without a newline (`rev` reverses lines).
-fn payload(i: usize) -> Vec<u8> {
+pub fn payload(i: usize) -> Vec<u8> {
     let mut out = format!("{i:08}:").into_bytes();
     let mut state = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     while out.len() < PAYLOAD {

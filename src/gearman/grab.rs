@@ -7,7 +7,9 @@
 //! The rules it keeps, whatever runs the jobs:
 //! - grab only while idle, from one server at a time (`GRAB_JOB_UNIQ`; on
 //!   `NO_JOB` the next server); when every connected server said `NO_JOB`,
-//!   `PRE_SLEEP` on all of them until any wakes the member with `NOOP`;
+//!   `PRE_SLEEP` on all of them until any wakes the member with `NOOP`, or,
+//!   when enough of the job's other members watch, rest silently until one
+//!   of them calls ([`super::arming`]: no thundering herd);
 //! - connect and register (`CAN_DO`) off the member's loop, reconnect with
 //!   backoff to a server that went away;
 //! - relay `WORK_*` packets for the job in flight to the server it came
@@ -27,6 +29,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
+use super::arming::{Arming, Seat};
 use super::{arg, GearmanError, Link, Packet, PacketType};
 
 /// Reconnect backoff to a server that went away. The cap is low so that
@@ -59,6 +62,8 @@ pub enum Wake {
     Packet(usize, Option<Result<Packet, GearmanError>>),
     Connected(Connected),
     Reconnect,
+    /// A sibling called this resting member.
+    Called,
 }
 
 /// A connect task's result: the server's index and a registered link.
@@ -73,6 +78,8 @@ enum State {
         asked: usize,
     },
     Sleeping,
+    /// Idle without asking: enough of the job's other members watch.
+    Resting,
     Busy(InFlight),
 }
 
@@ -111,11 +118,22 @@ pub struct GrabLoop {
     state: State,
     next_server: usize,
     closed: bool,
+    seat: Seat,
+    /// The `GRAB_JOB` in flight answers a `NOOP`: a job it gets was queued
+    /// while the member slept, not waiting for it (no backlog).
+    woken_by_noop: bool,
 }
 
 impl GrabLoop {
-    /// `functions`: the registered names the member serves.
-    pub fn new(who: Member, servers: &[String], functions: Vec<Bytes>, jitter_seed: u32) -> Self {
+    /// `functions`: the registered names the member serves; `arming`: its
+    /// job's, shared with the other members.
+    pub fn new(
+        who: Member,
+        servers: &[String],
+        functions: Vec<Bytes>,
+        jitter_seed: u32,
+        arming: &Arming,
+    ) -> Self {
         let servers = servers
             .iter()
             .map(|addr| ServerLink {
@@ -137,6 +155,8 @@ impl GrabLoop {
             state: State::Off,
             next_server: 0,
             closed: false,
+            seat: arming.seat(),
+            woken_by_noop: false,
         }
     }
 
@@ -146,6 +166,8 @@ impl GrabLoop {
         for i in 0..self.servers.len() {
             self.connect_server(i);
         }
+        self.seat.watch();
+        self.woken_by_noop = false;
         self.grab_or_sleep(self.next_server, 0).await;
     }
 
@@ -162,17 +184,22 @@ impl GrabLoop {
 
     /// Waiting for work (asking or asleep): neither busy nor off.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Asking { .. } | State::Sleeping)
+        matches!(
+            self.state,
+            State::Asking { .. } | State::Sleeping | State::Resting
+        )
     }
 
     /// Waits for a packet, a finished connect or a reconnect time; acts on
     /// nothing. Cancel-safe, for the executor's `select!`.
     pub async fn wake(&mut self) -> Wake {
         let reconnect = self.servers.iter().filter_map(|s| s.reconnect_at).min();
+        let resting = self.seat.is_resting();
         tokio::select! {
             (i, p) = next_packet(&mut self.servers) => Wake::Packet(i, p),
             Some(c) = self.connects_rx.recv() => Wake::Connected(c),
             _ = sleep_until_some(reconnect) => Wake::Reconnect,
+            _ = self.seat.called(), if resting => Wake::Called,
         }
     }
 
@@ -192,6 +219,12 @@ impl GrabLoop {
             }
             Wake::Connected((i, result)) => self.on_connected(i, result).await,
             Wake::Reconnect => self.reconnect_due(Instant::now()),
+            Wake::Called => {
+                if !self.closed && !self.is_busy() {
+                    self.woken_by_noop = false;
+                    self.grab_or_sleep(self.next_server, 0).await;
+                }
+            }
         }
         None
     }
@@ -294,6 +327,10 @@ impl GrabLoop {
                 }
             }
         }
+        if self.seat.rest_after_no_job() {
+            self.state = State::Resting;
+            return;
+        }
         for i in 0..n {
             if self.servers[i].link.is_some() {
                 self.send_to(i, Packet::request(PacketType::PreSleep, vec![]))
@@ -318,7 +355,11 @@ impl GrabLoop {
     async fn on_packet(&mut self, i: usize, packet: Packet) -> Option<Assignment> {
         match packet.ptype {
             PacketType::Noop => {
-                if matches!(self.state, State::Sleeping) {
+                if matches!(self.state, State::Sleeping | State::Resting) {
+                    // Resting members sent no PRE_SLEEP; a NOOP there is
+                    // left from an earlier sleep, and is answered the same.
+                    self.seat.watch();
+                    self.woken_by_noop = true;
                     self.grab_or_sleep(i, 0).await;
                 }
             }
@@ -372,6 +413,7 @@ impl GrabLoop {
             self.grab_or_sleep(self.next_server, 0).await;
             return None;
         }
+        self.seat.took_job(!self.woken_by_noop);
         self.state = State::Busy(InFlight {
             server,
             handle: handle.clone(),
@@ -440,7 +482,7 @@ impl GrabLoop {
                 self.close();
             }
             Then::Grab => {
-                self.grab_or_sleep(self.next_server, 0).await;
+                self.next_or_rest().await;
                 self.flush_server(server).await;
             }
         }
@@ -464,8 +506,16 @@ impl GrabLoop {
         self.state = State::Sleeping;
         match then {
             Then::Stop => self.close(),
-            Then::Grab => self.grab_or_sleep(self.next_server, 0).await,
+            Then::Grab => self.next_or_rest().await,
         }
+    }
+
+    /// After a job: ask for the next one (on `NO_JOB` the member rests if
+    /// enough of the job's other members watch).
+    async fn next_or_rest(&mut self) {
+        self.seat.watch();
+        self.woken_by_noop = false;
+        self.grab_or_sleep(self.next_server, 0).await;
     }
 
     /// Drops every connection without an answer: a job in flight goes back
@@ -473,6 +523,7 @@ impl GrabLoop {
     /// GRAB is unanswered is as safe: a job assigned meanwhile is requeued.
     pub fn close(&mut self) {
         self.closed = true;
+        self.seat.leave();
         for s in &mut self.servers {
             s.link = None;
             s.reconnect_at = None;

@@ -11,9 +11,11 @@
 //!
 //! - [`connect`]: a framed, `TCP_NODELAY` connection.
 //! - [`grab`]: a pool member's worker connections and grab loop.
+//! - [`arming`]: which of a job's idle members sleep on gearmand (no thundering herd).
 //! - [`status`]: the admin `status` poller, summed over servers.
 //! - [`client`]: a small job-submitting client for tests, examples and the benchmark.
 
+pub mod arming;
 pub mod client;
 pub mod grab;
 pub mod status;

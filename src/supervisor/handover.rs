@@ -390,6 +390,7 @@ impl Supervisor {
             events: self.events_tx.clone(),
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
+            arming: job.arming.clone(),
         };
         let started = state::instant(member.started_ms);
         let ready = matches!(&member.worker, Worker::Stdio(s) if s.ready);

@@ -766,6 +766,7 @@ impl Supervisor {
             events: self.events_tx.clone(),
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
+            arming: job.arming.clone(),
         };
         let begin = handover::Begin::fresh(spawned);
         if spec.protocol == Protocol::Gearman {
@@ -792,6 +793,9 @@ impl Supervisor {
             .endpoint_client
             .get_or_insert_with(EndpointClient::new)
             .clone();
+        let Some(arming) = self.jobs.get(name).map(|j| j.arming.clone()) else {
+            return false;
+        };
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let setup = stdio::ProcessSetup {
             id,
@@ -801,6 +805,7 @@ impl Supervisor {
             events: self.events_tx.clone(),
             control: control_rx,
             shutdown_timeout: self.settings.shutdown_timeout,
+            arming,
         };
         tokio::spawn(http_slot::run(setup, client));
         let Some(job) = self.jobs.get_mut(name) else {

@@ -14,6 +14,7 @@ use super::member::WorkerId;
 use super::sampling::UsageTrack;
 use super::BACKOFF_MAX;
 use crate::config::JobSpec;
+use crate::gearman::arming::Arming;
 use crate::gearman::status::StatusSnapshot;
 use crate::notify::Summary;
 use crate::policy::{ProcState, ProcView};
@@ -41,6 +42,8 @@ pub struct Job {
     pub taken: VecDeque<Instant>,
     /// Jobs answered since the supervisor started (`/api/status`).
     pub tally: Tally,
+    /// Which of its idle members sleep on gearmand; shared with their grab loops.
+    pub arming: Arming,
 }
 
 /// How a job's jobs ended, since the supervisor started.
@@ -67,6 +70,7 @@ impl Job {
             removed: false,
             taken: VecDeque::new(),
             tally: Tally::default(),
+            arming: Arming::new(),
         }
     }
 

@@ -28,6 +28,7 @@ use super::member::{recycling_due, WorkerId};
 use super::sampling::ExitWatch;
 use super::spawn::{describe_exit, signal_group};
 use crate::config::{JobSpec, Protocol};
+use crate::gearman::arming::Arming;
 use crate::gearman::grab::{self, Assignment, GrabLoop, Then};
 use crate::gearman::PacketType;
 use crate::protocol::{job_header, WorkerCodec, WorkerFrame};
@@ -50,6 +51,8 @@ pub struct ProcessSetup {
     pub events: mpsc::UnboundedSender<Event>,
     pub control: mpsc::UnboundedReceiver<Control>,
     pub shutdown_timeout: Duration,
+    /// The job's arming, shared by its members' grab loops.
+    pub arming: Arming,
 }
 
 enum Phase {
@@ -172,7 +175,7 @@ pub fn new_grab_loop(setup: &ProcessSetup) -> GrabLoop {
         pid: setup.id.pid(),
         job: setup.job.name.clone(),
     };
-    GrabLoop::new(who, &setup.servers, functions, jitter_seed)
+    GrabLoop::new(who, &setup.servers, functions, jitter_seed, &setup.arming)
 }
 
 impl StdioProcess {
