@@ -69,8 +69,20 @@ pub mod upgrade;
 /// packager may compile in (`GEARMAN_DRIVER_BUILD=2 cargo build` reports
 /// `0.1.0+2`), so that two builds of one release tell themselves apart.
 pub fn version() -> String {
-    match option_env!("GEARMAN_DRIVER_BUILD") {
+    match build_tag() {
         Some(tag) if !tag.is_empty() => format!("{}+{tag}", env!("CARGO_PKG_VERSION")),
         _ => env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// `next` in the build the upgrade tests upgrade to (the
+/// `upgrade-test-build` feature: it shares the test build's dependencies,
+/// where a second `GEARMAN_DRIVER_BUILD` build needs a target folder and a
+/// dependency build of its own).
+fn build_tag() -> Option<&'static str> {
+    if cfg!(feature = "upgrade-test-build") {
+        Some("next")
+    } else {
+        option_env!("GEARMAN_DRIVER_BUILD")
     }
 }

@@ -9,7 +9,9 @@ use gearman_driver::{
     console, daemon, driveshaft_import, exec_slot, http, logging, schedule, supervisor, upgrade,
 };
 
-fn main() -> ExitCode {
+// pub(crate): tests/support/upgrade_next_build.rs compiles this file again as the
+// binary the upgrade tests upgrade to.
+pub(crate) fn main() -> ExitCode {
     // First, before any thread exists: the hand-over of an upgrade, if this
     // image is the result of one.
     let inherited = upgrade::inherit::take();
