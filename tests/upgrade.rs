@@ -7,8 +7,11 @@
 //! this test binary and shared by the tests.
 
 mod common;
+#[path = "support/http.rs"]
+mod http;
 use common::*;
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant};
 /// Building the second binary (this crate once more) on a busy machine.
 const BUILD_LIMIT: Duration = Duration::from_secs(600);
 const UPGRADE_LIMIT: Duration = Duration::from_secs(90);
+/// The admin token of the tests that write through HTTP.
+const TOKEN: &str = "upgrade-s3cret";
 
 /// The driver built a second time with the `upgrade-test-build` feature:
 /// `gearman-driver-next`, which reports `<version>+next` (see Cargo.toml).
@@ -203,6 +208,27 @@ fn all_pids(driver: &Driver, jobs: &[&str]) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// Every `gearman_driver_*_total` series of `/metrics` and its value.
+fn counters(http_port: u16) -> BTreeMap<String, f64> {
+    let text = http::get(&format!("http://127.0.0.1:{http_port}/metrics")).body;
+    text.lines()
+        .filter(|l| l.starts_with("gearman_driver_") && l.contains("_total{"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Each counter of `before` is still there and did not go down.
+fn assert_no_counter_reset(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
+    assert!(!before.is_empty());
+    for (series, value) in before {
+        let now = after.get(series).copied().unwrap_or(0.0);
+        assert!(now >= *value, "{series} went from {value} to {now}");
+    }
+}
+
 fn wait_version(driver: &Driver, needle: &str) {
     wait_for(UPGRADE_LIMIT, &format!("version {needle}"), || {
         let version = std::panic::catch_unwind(|| driver.console("version")).ok()?;
@@ -219,7 +245,15 @@ fn an_upgrade_under_load_keeps_every_worker_and_loses_no_job() {
     exec_worker(&lib);
     gearman_worker(&lib);
     let installed = Installed::first();
-    let driver = Driver::start_program(&installed.path, &lib, &gearmand, "U", &[]);
+    let http_port = free_port();
+    let bind = format!("127.0.0.1:{http_port}");
+    let driver = Driver::start_program(
+        &installed.path,
+        &lib,
+        &gearmand,
+        "U",
+        &["--http-bind", &bind],
+    );
     let jobs = ["U::Rev::rev", "U::Exec::rev", "U::Cli::rev"];
     // Limits set from the console, and a status column, must carry over.
     assert_eq!(driver.console("set_processes U::Rev::rev 3 3"), ["OK"]);
@@ -242,6 +276,7 @@ fn an_upgrade_under_load_keeps_every_worker_and_loses_no_job() {
     stdio_load.wait_more(20);
     exec_load.wait_more(5);
     let status_before = driver.status_line("U::Rev::rev");
+    let counters_before = counters(http_port);
     let knocker = Knocker::start(driver.console_port);
 
     installed.replace_with(second);
@@ -251,6 +286,7 @@ fn an_upgrade_under_load_keeps_every_worker_and_loses_no_job() {
     exec_load.wait_more(10);
 
     let (answered, refused) = knocker.finish();
+    let stdio_done = stdio_load.done.clone();
     let stdio_problems = stdio_load.finish();
     let exec_problems = exec_load.finish();
     assert!(
@@ -284,6 +320,20 @@ fn an_upgrade_under_load_keeps_every_worker_and_loses_no_job() {
         submit(&gearmand, "U::Cli::rev", b"xyz").result.as_deref(),
         Some(&b"zyx"[..])
     );
+    // The counters continue: every job the load saw answered is counted,
+    // those before the upgrade included, and no series went back.
+    let done =
+        r#"gearman_driver_jobs_total{job="U::Rev::rev",function="U::Rev::rev",outcome="done"}"#;
+    let answered_jobs = stdio_done.load(Ordering::SeqCst) as f64;
+    wait_for(
+        Duration::from_secs(30),
+        "every answered job counted",
+        || (counters(http_port).get(done).copied() == Some(answered_jobs)).then_some(()),
+    );
+    let counters_after = counters(http_port);
+    assert_no_counter_reset(&counters_before, &counters_after);
+    let starts = r#"gearman_driver_process_starts_total{job="U::Rev::rev",reason="min"}"#;
+    assert_eq!(counters_after.get(starts), Some(&3.0), "{counters_after:?}");
     let log = driver.log_text();
     assert!(log.contains("takes over from"), "{log}");
     assert_eq!(
@@ -299,14 +349,46 @@ fn a_refused_upgrade_changes_nothing_and_says_why() {
     let lib = Lib::new();
     stdio_worker(&lib);
     let installed = Installed::first();
-    let driver = Driver::start_program(&installed.path, &lib, &gearmand, "U", &[]);
-    driver.wait_processes("U::Rev::rev", 1, Duration::from_secs(30));
-    let pids = driver.pids("U::Rev::rev");
-    let version = driver.console("version");
+    let token_dir = tempfile::tempdir().unwrap();
+    let token = token_dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let driver = Driver::start_program(
+        &installed.path,
+        &lib,
+        &gearmand,
+        "U",
+        &[
+            "--http-bind",
+            &bind,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    // The TCP console wants `auth` first once a token is configured.
+    let console = |command: &str| console_authed(driver.console_port, Some(TOKEN), command);
+    let upgrade = || console("upgrade");
+    let pids = || -> Vec<u32> {
+        let shown = console("show U::Rev::rev");
+        shown.iter().skip(1).map(|l| l.parse().unwrap()).collect()
+    };
+    let http_upgrade = |auth: Option<&str>| {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(auth) = auth {
+            headers.push(("Authorization", auth));
+        }
+        http::request("POST", &format!("http://{bind}/api/upgrade"), &headers, "")
+    };
+    let before = wait_for(Duration::from_secs(30), "a process of U::Rev::rev", || {
+        let pids = pids();
+        (pids.len() == 1).then_some(pids)
+    });
+    let version = console("version");
 
     // Not executable.
     std::fs::set_permissions(&installed.path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let answer = driver.console("upgrade");
+    let answer = upgrade();
     assert!(
         answer[0].starts_with("ERR upgrade refused: cannot run "),
         "{answer:?}"
@@ -314,19 +396,30 @@ fn a_refused_upgrade_changes_nothing_and_says_why() {
     assert!(answer[0].contains("Permission denied"), "{answer:?}");
     // Missing.
     std::fs::remove_file(&installed.path).unwrap();
-    let answer = driver.console("upgrade");
+    let answer = upgrade();
     assert!(
         answer[0].starts_with("ERR upgrade refused: cannot run "),
         "{answer:?}"
     );
     assert!(answer[0].contains("No such file"), "{answer:?}");
+    // The same through HTTP: a write, so the Bearer token is needed.
+    let locked = http_upgrade(None);
+    assert_eq!(locked.status, 401, "{}", locked.body);
+    let reply = http_upgrade(Some(&format!("Bearer {TOKEN}")));
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"].as_str().unwrap(),
+        answer[0],
+        "the HTTP door refuses with the console's words"
+    );
+    assert_eq!(pids(), before);
     // A configuration that no longer loads: the new binary's check fails.
     installed.replace_with(Path::new(env!("CARGO_BIN_EXE_gearman-driver")));
     lib.file(
         "U/Broken.toml",
         "command = [\"x\"]\n[jobs.x]\nmin_processes = \"many\"\n",
     );
-    let answer = driver.console("upgrade");
+    let answer = upgrade();
     assert!(answer[0].starts_with("ERR upgrade refused: "), "{answer:?}");
     assert!(
         answer[0].contains("check failed") && answer[0].contains("Broken.toml"),
@@ -336,8 +429,11 @@ fn a_refused_upgrade_changes_nothing_and_says_why() {
     unsafe { libc::kill(driver.pid() as i32, libc::SIGUSR2) };
     driver.wait_log("upgrade refused: ", Duration::from_secs(30));
 
-    assert_eq!(driver.pids("U::Rev::rev"), pids, "nothing restarted");
-    assert_eq!(driver.console("version"), version);
+    assert_eq!(pids(), before, "nothing restarted");
+    assert_eq!(console("version"), version);
+    let status = http::get(&format!("http://{bind}/api/status")).json();
+    let running = status["version"].as_str().unwrap();
+    assert!(version[0].contains(running), "{version:?} {running}");
     assert_eq!(
         submit(&gearmand, "U::Rev::rev", b"still").result.as_deref(),
         Some(&b"llits"[..])
@@ -361,6 +457,15 @@ fn sigusr2_upgrades_a_driver_with_an_http_listener_and_inherits_it() {
     );
     driver.wait_processes("U::Rev::rev", 1, Duration::from_secs(30));
     let pids = driver.pids("U::Rev::rev");
+    assert_eq!(
+        submit(&gearmand, "U::Rev::rev", b"xy").result.as_deref(),
+        Some(&b"yx"[..])
+    );
+    let done =
+        r#"gearman_driver_jobs_total{job="U::Rev::rev",function="U::Rev::rev",outcome="done"}"#;
+    wait_for(Duration::from_secs(30), "the job counted", || {
+        (counters(http_port).get(done) == Some(&1.0)).then_some(())
+    });
     let started_before = http_status(http_port)["started"].clone();
     unsafe { libc::kill(driver.pid() as i32, libc::SIGUSR2) };
     driver.wait_log("takes over from", UPGRADE_LIMIT);
@@ -375,6 +480,9 @@ fn sigusr2_upgrades_a_driver_with_an_http_listener_and_inherits_it() {
         submit(&gearmand, "U::Rev::rev", b"ab").result.as_deref(),
         Some(&b"ba"[..])
     );
+    wait_for(Duration::from_secs(30), "both jobs counted", || {
+        (counters(http_port).get(done) == Some(&2.0)).then_some(())
+    });
 }
 
 /// `/api/status` as JSON.

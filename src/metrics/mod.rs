@@ -18,12 +18,14 @@
 //!   reload and sampling round.
 //! - `own_process`: the supervisor's own `process_*` metrics.
 //! - `schedules`: `[[schedule]]` runs, read from the scheduler's counts.
+//! - [`carried`]: the counters' values across an upgrade.
 //!
 //! Label sets stay bounded: job and function names (from the worker files),
 //! gearmand server addresses (from the config) and the functions gearmand
 //! lists; never PIDs or job handles. A job removed by a reload loses its
 //! series once its last process is gone.
 
+pub mod carried;
 pub mod families;
 mod own_process;
 mod recorder;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+pub use carried::CounterValue;
 pub use recorder::{cause_label, Recorder};
 
 /// The `Content-Type` of [`Exposition::encode`]'s text.

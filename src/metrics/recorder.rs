@@ -28,31 +28,31 @@ use crate::supervisor::Job;
 
 /// Feeds the metric families from the supervisor's loop.
 pub struct Recorder {
-    f: Families,
+    pub(super) f: Families,
     exposition: Exposition,
-    jobs: HashMap<String, JobHandles>,
+    pub(super) jobs: HashMap<String, JobHandles>,
     /// The (server, function) rows the last poll set.
     gearmand_rows: HashSet<ServerFunctionLabels>,
 }
 
 /// A job's series, created once.
-struct JobHandles {
+pub(super) struct JobHandles {
     /// The spec the function series were made for.
     spec: Arc<JobSpec>,
-    functions: HashMap<Bytes, FunctionHandles>,
+    pub(super) functions: HashMap<Bytes, FunctionHandles>,
     states: [Gauge; 4],
     min: Gauge,
     max: Gauge,
     backoff: FloatGauge,
     resident: Gauge,
-    cpu: FloatCounter,
-    starts: [Counter; 2],
-    exits: [Counter; 12],
+    pub(super) cpu: FloatCounter,
+    pub(super) starts: [Counter; 2],
+    pub(super) exits: [Counter; 12],
     scale_up: Histogram,
 }
 
-struct FunctionHandles {
-    outcomes: [Counter; 4],
+pub(super) struct FunctionHandles {
+    pub(super) outcomes: [Counter; 4],
     duration: Histogram,
     /// The same observations, for the dashboard's percentiles.
     durations: DurationCounts,
@@ -126,7 +126,7 @@ impl Recorder {
         self.exposition.clone()
     }
 
-    fn handles(&mut self, name: &str, job: &Job) -> &mut JobHandles {
+    pub(super) fn handles(&mut self, name: &str, job: &Job) -> &mut JobHandles {
         handles(&self.f, &mut self.jobs, name, job)
     }
 

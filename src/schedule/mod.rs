@@ -77,6 +77,17 @@ struct Entry {
     in_flight: bool,
 }
 
+/// An entry's state as it crosses an upgrade (see [`Schedules::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    pub name: String,
+    /// [`ScheduleState::when`] in the image that wrote it.
+    pub when: String,
+    pub next_run: Option<DateTime<Utc>>,
+    pub last: Option<LastRun>,
+    pub runs: RunCounts,
+}
+
 /// One run handed to a submission task.
 struct Run {
     spec: Arc<ScheduleSpec>,
@@ -159,6 +170,25 @@ impl Schedules {
                 runs: e.runs,
             })
             .collect()
+    }
+
+    /// Takes over an entry's state from the image before an upgrade: its
+    /// counts and last run, and its pending run if its timing is the same
+    /// (so that a run falling due during the upgrade is still submitted, or
+    /// counted as missed, rather than skipped). Ignored for an entry the
+    /// configuration no longer has.
+    pub fn restore(&self, carried: Carried) {
+        let mut table = self.table();
+        let Some(entry) = table.entries.get_mut(&carried.name) else {
+            return;
+        };
+        entry.runs = carried.runs;
+        entry.last = carried.last;
+        if carried.next_run.is_some() && entry.spec.timing.to_string() == carried.when {
+            entry.next = carried.next_run;
+        }
+        drop(table);
+        self.shared.wake.notify_one();
     }
 
     /// No run is submitted after this (the supervisor is shutting down).
@@ -436,6 +466,43 @@ mod tests {
         schedules.table().entries.get_mut("keep").unwrap().next = Some(pending);
         assert!(schedules.reload(vec![spec("keep", "1h", "a")]).is_empty());
         assert_eq!(schedules.states()[0].next_run, Some(pending));
+    }
+
+    #[test]
+    fn a_restored_entry_keeps_its_counts_and_its_pending_run_if_its_timing_is_the_same() {
+        let schedules = Schedules::new(
+            vec![spec("same", "1h", "a"), spec("retimed", "5m", "a")],
+            servers(),
+        );
+        let pending = Utc::now() - chrono::Duration::seconds(1);
+        let last = LastRun {
+            scheduled: pending - chrono::Duration::hours(1),
+            result: RunResult::Submitted,
+            detail: "127.0.0.1:1".into(),
+        };
+        let carried = |name: &str| Carried {
+            name: name.into(),
+            when: "every 1h".into(),
+            next_run: Some(pending),
+            last: Some(last.clone()),
+            runs: RunCounts {
+                submitted: 7,
+                failed: 1,
+                missed: 2,
+            },
+        };
+        let retimed_next = schedules.states()[0].next_run;
+        for name in ["same", "retimed", "gone"] {
+            schedules.restore(carried(name));
+        }
+        let states = schedules.states();
+        let (retimed, same) = (&states[0], &states[1]);
+        assert_eq!(same.next_run, Some(pending), "a run due meanwhile is kept");
+        assert_eq!(same.runs.submitted, 7);
+        assert_eq!(same.last_run.as_ref(), Some(&last));
+        assert_eq!(retimed.next_run, retimed_next, "its own timing decides");
+        assert_eq!(retimed.runs.missed, 2, "counts carry over regardless");
+        assert_eq!(states.len(), 2);
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub enum RunResult {
 impl RunResult {
     pub const ALL: [RunResult; 3] = [RunResult::Submitted, RunResult::Failed, RunResult::Missed];
 
+    /// The result of [`RunResult::as_str`]'s word.
+    pub fn named(word: &str) -> Option<RunResult> {
+        RunResult::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+
     /// The `result` label value and the console's word.
     pub fn as_str(self) -> &'static str {
         match self {

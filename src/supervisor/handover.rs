@@ -29,14 +29,17 @@ use tokio::sync::mpsc;
 use super::events::StopReason;
 use super::member::WorkerId;
 use super::pools::{Job, Proc};
-use super::sampling::ExitWatch;
+use super::sampling::{ExitWatch, Usage};
 use super::spawn::{signal_group, Spawned};
 use super::stdio::ProcessSetup;
 use super::{gearman_proc, stdio, Supervisor};
 use crate::command::{self, Envelope};
 use crate::config::{JobSpec, Protocol};
+use crate::metrics::CounterValue;
+use crate::schedule::{self, LastRun, RunCounts, RunResult, ScheduleState};
 use crate::upgrade::state::{
-    self, GearmanState, HandOver, JobState, Launch, MemberState, StdioState, Worker,
+    self, CounterState, GearmanState, HandOver, JobState, LastRunState, Launch, MemberState,
+    ScheduleCarried, StdioState, Worker,
 };
 use crate::upgrade::{fds, Fds, Origin, Prepared};
 
@@ -151,6 +154,8 @@ pub(super) struct Upgrades {
     pub(super) listeners: Vec<state::ListenerState>,
     /// Stops the HTTP listener's thread before the exec.
     pub(super) http: Option<crate::http::Running>,
+    /// Counters from the image before, until the recorder exists.
+    carried_counters: Vec<CounterValue>,
 }
 
 impl Upgrades {
@@ -163,6 +168,7 @@ impl Upgrades {
             checked_rx,
             listeners: Vec::new(),
             http: None,
+            carried_counters: Vec::new(),
         }
     }
 
@@ -298,6 +304,7 @@ impl Supervisor {
                     started_ms: state::epoch_ms(proc.started),
                     jobs_done: parts.jobs_done,
                     worker: parts.worker,
+                    cpu_seconds_counted: proc.usage.last.map(|u| u.cpu_seconds),
                 });
             }
         }
@@ -312,6 +319,15 @@ impl Supervisor {
             listeners,
             jobs,
             members,
+            counters: self.metrics.as_ref().map_or_else(Vec::new, |m| {
+                m.export_counters().into_iter().map(counter_state).collect()
+            }),
+            schedules: self
+                .schedules
+                .states()
+                .iter()
+                .map(schedule_carried)
+                .collect(),
         };
         tracing::info!(
             "upgrade: handing over {} process(es) and {} listener(s) to {}",
@@ -338,6 +354,10 @@ impl Supervisor {
                 restore_job(job, carried);
             }
         }
+        for carried in &state.schedules {
+            self.schedules.restore(schedule_restored(carried));
+        }
+        self.upgrades.carried_counters = state.counters.iter().map(counter_value).collect();
         let launches: BTreeMap<&str, &Launch> = state
             .jobs
             .iter()
@@ -407,6 +427,10 @@ impl Supervisor {
         let mut proc = Proc::new(control_tx);
         proc.started = started;
         proc.jobs_done = member.jobs_done;
+        proc.usage.last = member.cpu_seconds_counted.map(|cpu_seconds| Usage {
+            cpu_seconds,
+            rss_bytes: 0,
+        });
         if !same {
             tracing::info!(
                 pid = member.pid,
@@ -417,6 +441,71 @@ impl Supervisor {
         }
         job.procs.insert(id, proc);
         self.owner.insert(id, member.job.clone());
+    }
+}
+
+impl Supervisor {
+    /// The counters of the image before onto the recorder, once it exists
+    /// and before `/metrics` is served (a scrape in between would see a
+    /// reset).
+    pub(super) fn restore_carried_counters(&mut self) {
+        let carried = std::mem::take(&mut self.upgrades.carried_counters);
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.restore_counters(&carried, &self.jobs);
+        }
+    }
+}
+
+fn counter_state(value: CounterValue) -> CounterState {
+    CounterState {
+        name: value.name,
+        labels: value.labels,
+        value: value.value,
+    }
+}
+
+fn counter_value(carried: &CounterState) -> CounterValue {
+    CounterValue {
+        name: carried.name.clone(),
+        labels: carried.labels.clone(),
+        value: carried.value,
+    }
+}
+
+fn schedule_carried(schedule: &ScheduleState) -> ScheduleCarried {
+    ScheduleCarried {
+        name: schedule.name.clone(),
+        when: schedule.when.clone(),
+        next_run_ms: schedule.next_run.map(|t| t.timestamp_millis()),
+        last: schedule.last_run.as_ref().map(|l| LastRunState {
+            scheduled_ms: l.scheduled.timestamp_millis(),
+            result: l.result.as_str().to_string(),
+            detail: l.detail.clone(),
+        }),
+        submitted: schedule.runs.submitted,
+        failed: schedule.runs.failed,
+        missed: schedule.runs.missed,
+    }
+}
+
+fn schedule_restored(carried: &ScheduleCarried) -> schedule::Carried {
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+    schedule::Carried {
+        name: carried.name.clone(),
+        when: carried.when.clone(),
+        next_run: carried.next_run_ms.and_then(at),
+        last: carried.last.as_ref().and_then(|l| {
+            Some(LastRun {
+                scheduled: at(l.scheduled_ms)?,
+                result: RunResult::named(&l.result)?,
+                detail: l.detail.clone(),
+            })
+        }),
+        runs: RunCounts {
+            submitted: carried.submitted,
+            failed: carried.failed,
+            missed: carried.missed,
+        },
     }
 }
 

@@ -214,9 +214,10 @@ impl Supervisor {
         );
         if let Some(listener) = doors.http {
             let schedules = self.schedules.clone();
-            let metrics = self
-                .metrics
+            self.metrics
                 .get_or_insert_with(|| crate::metrics::new(schedules));
+            self.restore_carried_counters();
+            let metrics = self.metrics.as_ref().expect("made above");
             let history = crate::history::Shared::default();
             self.feed = Some(feed::Feed::new(history.clone()));
             self.upgrades.http = Some(crate::http::spawn(

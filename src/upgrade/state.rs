@@ -55,6 +55,46 @@ pub struct HandOver {
     pub jobs: Vec<JobState>,
     #[serde(default)]
     pub members: Vec<MemberState>,
+    /// Every metric counter, so that a `rate()` over the upgrade sees no
+    /// reset. Absent when the writer served no `/metrics`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<CounterState>,
+    /// The `[[schedule]]` entries' runs: counts, last run, next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleCarried>,
+}
+
+/// One metric counter, named and labelled as `/metrics` shows it
+/// (`gearman_driver_jobs_total`, `{job, function, outcome}`): those names
+/// are a contract of their own, so they key the value here too. A reader
+/// that no longer has the series drops the value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CounterState {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A `[[schedule]]` entry's state, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleCarried {
+    pub name: String,
+    /// Its timing as the console shows it (`every 30s`): the pending run
+    /// carries over only to an entry with the same timing.
+    pub when: String,
+    pub next_run_ms: Option<i64>,
+    pub last: Option<LastRunState>,
+    pub submitted: u64,
+    pub failed: u64,
+    pub missed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRunState {
+    pub scheduled_ms: i64,
+    /// `submitted`, `failed` or `missed`.
+    pub result: String,
+    pub detail: String,
 }
 
 /// A listening socket, inherited so that no connection is refused.
@@ -115,7 +155,7 @@ pub struct Launch {
 }
 
 /// One process, adopted by the new image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberState {
     pub job: String,
     pub seq: u64,
@@ -123,6 +163,11 @@ pub struct MemberState {
     pub started_ms: i64,
     pub jobs_done: u64,
     pub worker: Worker,
+    /// The CPU seconds of its last reading, already counted in
+    /// `gearman_driver_workers_cpu_seconds_total`: the new image counts
+    /// from there, not from the process's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds_counted: Option<f64>,
 }
 
 /// The pipes of a process, by protocol (an exec job's resident helper
@@ -277,6 +322,43 @@ mod tests {
             .iter()
             .any(|m| matches!(m.worker, Worker::Gearman(_))));
         assert_eq!(state.fds(), vec![5, 6, 7, 9, 10, 11, 12, 14, 15]);
+        assert!(
+            state.counters.is_empty() && state.schedules.is_empty(),
+            "fields added within format 1 default to nothing"
+        );
+        assert!(state
+            .members
+            .iter()
+            .all(|m| m.cpu_seconds_counted.is_none()));
+    }
+
+    #[test]
+    fn counters_schedules_and_cpu_readings_round_trip() {
+        let mut state = parse(FORMAT_1.as_bytes()).unwrap();
+        state.counters = vec![CounterState {
+            name: "gearman_driver_jobs_total".into(),
+            labels: [("job", "A::b"), ("function", "A::b"), ("outcome", "done")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: 1200.0,
+        }];
+        state.schedules = vec![ScheduleCarried {
+            name: "nightly".into(),
+            when: "cron `0 3 * * *` (UTC)".into(),
+            next_run_ms: Some(1767236400000),
+            last: Some(LastRunState {
+                scheduled_ms: 1767150000000,
+                result: "submitted".into(),
+                detail: "127.0.0.1:4730".into(),
+            }),
+            submitted: 30,
+            failed: 1,
+            missed: 0,
+        }];
+        state.members[0].cpu_seconds_counted = Some(12.25);
+        let back = parse(&state.to_json()).expect("reads what it writes");
+        assert_eq!(back, state);
     }
 
     #[test]
