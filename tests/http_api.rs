@@ -52,7 +52,13 @@ fn pool_shape(status: &Value) -> Value {
         .unwrap()
         .iter()
         .map(|j| {
-            serde_json::json!([j["min"], j["max"], j["processes"], j["lastrun"], j["lasterror"]])
+            serde_json::json!([
+                j["min"],
+                j["max"],
+                j["processes"],
+                j["lastrun"],
+                j["lasterror"]
+            ])
         })
         .collect();
     let processes: Vec<Value> = status["processes"]
@@ -147,11 +153,7 @@ fn api_status_agrees_with_the_console() {
     }
     assert!(console[0].ends_with("ERROR: no good"), "{}", console[0]);
 
-    let ps: Vec<Vec<String>> = ps
-        .iter()
-        .skip(1)
-        .map(|l| status_fields(l))
-        .collect();
+    let ps: Vec<Vec<String>> = ps.iter().skip(1).map(|l| status_fields(l)).collect();
     let processes = status["processes"].as_array().unwrap();
     assert_eq!(ps.len(), processes.len());
     for (row, view) in ps.iter().zip(processes) {
