@@ -33,3 +33,28 @@ pub const POOL_SIZE: &[&str] = &[
     "Pool size, method: `cargo run --release -p gearman-driver-bench -- --scenario pool-size \
      --runs 1 --jobs 2000`, once with the binaries of the commit before the fix and once after.",
 ];
+
+/// The throughput scenario: where a job's CPU goes per way of running it.
+pub const THROUGHPUT: &[&str] = &[
+    "Throughput, where the time goes (`perf record -a -g` over 5 s of one variant at a time, \
+     `strace -c` on the supervisor and on one exec slot; 2 cores, 32 jobs in flight). \
+     stdio: of all CPU, gearmand 38 %, the supervisor 31 %, the benchmark's client 21 %, the \
+     reverse-worker processes 7 %. The supervisor makes 4.7 system calls per job (recvfrom and \
+     writev on gearmand's connection, write and read on the process's pipes, 0.65 epoll_wait), \
+     the least a relay can make; its kernel time is mostly waking the process and gearmand \
+     (loopback TCP delivers in the sender's context). The relay costs about what a second \
+     worker's socket I/O costs, so on two saturated cores stdio stays near 0.6-0.7 × a worker \
+     that speaks Gearman itself, and the Python helper, which adds its interpreter to the same \
+     path, below that; a worker that must come closer holds gearmand's connection itself \
+     (`protocol = \"gearman\"`).",
+    "Throughput, exec: `rev` itself (dynamic loading, libc start-up) is 58 % of all CPU, the \
+     command between clone and exec 7 %, the four slots 15 %, the supervisor 6 %, gearmand \
+     8 %. The C CLI pays the same start of `rev` per job. A slot now runs each command in one \
+     poll(2) loop instead of an async runtime: 38 system calls per job instead of 50 (12 of \
+     the 38 are glibc's posix_spawn); throughput moved within the noise, 0.97-1.03 × the C \
+     CLI in three runs.",
+    "Throughput, http: the supervisor 37 % of all CPU, gearmand 30 %, the client 13 %, the \
+     endpoint 11 %, idle 8 %. Per job the supervisor makes 2 writev and 2 recvfrom (gearmand \
+     and the endpoint) and 0.6 epoll_wait; the rest of its share is hyper's client and the \
+     JSON of driveshaft's request and answer.",
+];

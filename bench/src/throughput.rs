@@ -133,6 +133,9 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
     if let Some(noise) = noise(&rates) {
         env.note(noise);
     }
+    for note in crate::notes::THROUGHPUT {
+        env.note(note.to_string());
+    }
     if settings.variants.contains(&Variant::Http) && env.http_slots != PROCESSES {
         env.note(format!(
             "Throughput: the http variant ran {} slots.",
