@@ -36,7 +36,26 @@ fn next_build() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut child = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // What cargo sets for this test, not for a build: a build script that
+        // watches one of these (ring watches CARGO_MANIFEST_DIR) would see it
+        // change and compile its crate, and all that depends on it, again.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_the_test = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_BIN_",
+                "CARGO_CRATE_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || ["CARGO_TARGET_TMPDIR", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&&*name);
+            if set_for_the_test {
+                build.env_remove(&*name);
+            }
+        }
+        let mut child = build
             .args([
                 "build",
                 "--bin",
