@@ -75,6 +75,16 @@ fn next_build() -> &'static Path {
     })
 }
 
+/// The installed driver on namespace `U` with its HTTP listener on a free
+/// loopback port; returns the port too.
+fn start_with_http(installed: &Installed, lib: &Lib, gearmand: &Gearmand) -> (Driver, u16) {
+    let http_port = free_port();
+    let bind = format!("127.0.0.1:{http_port}");
+    let driver =
+        Driver::start_program(&installed.path, lib, gearmand, "U", &["--http-bind", &bind]);
+    (driver, http_port)
+}
+
 /// A binary at a path of the test's, replaced in place like a package would.
 struct Installed {
     _dir: tempfile::TempDir,
@@ -264,15 +274,7 @@ fn an_upgrade_under_load_keeps_every_worker_and_loses_no_job() {
     exec_worker(&lib);
     gearman_worker(&lib);
     let installed = Installed::first();
-    let http_port = free_port();
-    let bind = format!("127.0.0.1:{http_port}");
-    let driver = Driver::start_program(
-        &installed.path,
-        &lib,
-        &gearmand,
-        "U",
-        &["--http-bind", &bind],
-    );
+    let (driver, http_port) = start_with_http(&installed, &lib, &gearmand);
     let jobs = ["U::Rev::rev", "U::Exec::rev", "U::Cli::rev"];
     // Limits set from the console, and a status column, must carry over.
     assert_eq!(driver.console("set_processes U::Rev::rev 3 3"), ["OK"]);
@@ -465,15 +467,7 @@ fn sigusr2_upgrades_a_driver_with_an_http_listener_and_inherits_it() {
     let lib = Lib::new();
     stdio_worker(&lib);
     let installed = Installed::first();
-    let http_port = free_port();
-    let bind = format!("127.0.0.1:{http_port}");
-    let driver = Driver::start_program(
-        &installed.path,
-        &lib,
-        &gearmand,
-        "U",
-        &["--http-bind", &bind],
-    );
+    let (driver, http_port) = start_with_http(&installed, &lib, &gearmand);
     driver.wait_processes("U::Rev::rev", 1, Duration::from_secs(30));
     let pids = driver.pids("U::Rev::rev");
     assert_eq!(

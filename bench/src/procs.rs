@@ -254,16 +254,26 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 
 /// CPU time used so far (user + system), from /proc/<pid>/stat.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
+    // utime and stime: fields 14 and 15.
+    stat_ticks(pid, 14..16)
+}
+
+/// The sum of /proc/<pid>/stat's clock-tick fields `fields` (numbered from
+/// 1, as in proc(5)), as a duration.
+fn stat_ticks(pid: u32, fields: std::ops::Range<usize>) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which may hold spaces and parentheses.
+    // Fields after the command name, which may hold spaces and parentheses;
+    // `rest` starts at field 3.
     let rest: Vec<&str> = stat
         .rsplit_once(')')
         .context("malformed /proc/<pid>/stat")?
         .1
         .split_whitespace()
         .collect();
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    let ticks: u64 = rest[11].parse::<u64>()? + rest[12].parse::<u64>()?;
+    let mut ticks = 0u64;
+    for field in &rest[fields.start - 3..fields.end - 3] {
+        ticks += field.parse::<u64>()?;
+    }
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Ok(Duration::from_micros(ticks * 1_000_000 / hz))
@@ -274,21 +284,8 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
 /// for each live child, recursively. With the machine shared, this counts
 /// the work a variant costs, which other load sways less than throughput.
 pub fn cpu_tree(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed /proc/<pid>/stat")?
-        .1
-        .split_whitespace()
-        .collect();
     // utime, stime, cutime, cstime: fields 14 to 17.
-    let mut ticks = 0u64;
-    for field in &rest[11..15] {
-        ticks += field.parse::<u64>()?;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mut total = Duration::from_micros(ticks * 1_000_000 / hz);
+    let mut total = stat_ticks(pid, 14..18)?;
     for child in children(pid) {
         // A child may exit between the listing and the reading.
         if let Ok(t) = cpu_tree(child) {
