@@ -10,8 +10,9 @@
 //!   `PRE_SLEEP` on all of them until any wakes the member with `NOOP`, or,
 //!   when enough of the job's other members watch, rest silently until one
 //!   of them calls ([`super::arming`]: no thundering herd);
-//! - connect and register (`CAN_DO`) off the member's loop, reconnect with
-//!   backoff to a server that went away;
+//! - connect and register (`CAN_DO`) off the member's loop, a few members
+//!   at a time (gearmand's listen backlog is small), reconnect with backoff
+//!   to a server that went away;
 //! - relay `WORK_*` packets for the job in flight to the server it came
 //!   from; `WORK_COMPLETE` leaves in one write with the next `GRAB_JOB`;
 //! - [`GrabLoop::close`] drops the connections without an answer, which is
@@ -27,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::arming::{Arming, Seat};
-use super::{arg, GearmanError, Link, Packet, PacketType};
+use super::{arg, GearmanError, Link, Packet, PacketType, CONNECT_TIMEOUT};
 
 /// Reconnect backoff to a server that went away. The cap is low so that
 /// work flows again within about a second of a restarted gearmand's return;
@@ -64,6 +65,37 @@ pub enum Wake {
     Reconnect,
     /// A sibling called this resting member.
     Called,
+}
+
+/// How many members may be connecting to gearmand at once. gearmand
+/// listens with a backlog of 32 by default; connections beyond it are
+/// dropped, and the kernel retries them only after 1, 3, 7 s: a pool of
+/// 1,000 processes starting together took 15 s to register instead of 2 s.
+const REGISTERING_AT_ONCE: usize = 16;
+static REGISTERING: Semaphore = Semaphore::const_new(REGISTERING_AT_ONCE);
+
+/// Connects to `addr` and registers `functions` (`CAN_DO`). The slot in
+/// [`REGISTERING`] is held until gearmand echoes a request on the new
+/// connection, which it does only once it has accepted it.
+async fn register(addr: &str, functions: Vec<Bytes>) -> Result<Link, String> {
+    let _slot = REGISTERING.acquire().await.map_err(|e| e.to_string())?;
+    let mut link = super::connect(addr).await.map_err(|e| e.to_string())?;
+    for f in functions {
+        let can_do = Packet::request(PacketType::CanDo, vec![f]);
+        link.feed(can_do).await.map_err(|e| e.to_string())?;
+    }
+    let echo = Packet::request(PacketType::EchoReq, vec![Bytes::from_static(b"registered")]);
+    link.send(echo).await.map_err(|e| e.to_string())?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, link.next()).await {
+        Ok(Some(Ok(p))) if p.ptype == PacketType::EchoRes => Ok(link),
+        Ok(Some(Ok(p))) => Err(format!("gearmand answered {:?} to ECHO_REQ", p.ptype)),
+        Ok(Some(Err(err))) => Err(err.to_string()),
+        Ok(None) => Err("gearmand closed the connection".into()),
+        Err(_) => Err(format!(
+            "no answer within {}s of connecting",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// A connect task's result: the server's index and a registered link.
@@ -243,16 +275,7 @@ impl GrabLoop {
         let functions = self.functions.clone();
         let done = self.connects_tx.clone();
         tokio::spawn(async move {
-            let result = async {
-                let mut link = super::connect(&addr).await.map_err(|e| e.to_string())?;
-                for f in functions {
-                    let can_do = Packet::request(PacketType::CanDo, vec![f]);
-                    link.feed(can_do).await.map_err(|e| e.to_string())?;
-                }
-                link.flush().await.map_err(|e| e.to_string())?;
-                Ok(link)
-            };
-            let _ = done.send((i, result.await));
+            let _ = done.send((i, register(&addr, functions).await));
         });
     }
 
