@@ -262,6 +262,49 @@ fn an_unreachable_endpoint_hands_jobs_back_backs_off_and_recovers() {
 }
 
 #[test]
+fn https_endpoints_are_verified_against_the_system_root_certificates() {
+    let gearmand = Gearmand::start();
+    let endpoint = FaultEndpoint::start_tls();
+    let lib = Lib::new();
+    lib.file("S/W.toml", &http_worker(&endpoint.url(), "", "[jobs.s]\n"));
+    let job = "S::W::s";
+
+    // The endpoint's CA is in no system's root store: its certificate is
+    // refused, and the job waits in gearmand rather than fail.
+    let mut untrusting = Driver::start(&lib, &gearmand, "S", &[]);
+    let reply = submit_in_background(&gearmand, job, &["secure"]);
+    let line = wait_for(Duration::from_secs(20), "the refusal in status", || {
+        let line = untrusting.status_line(job);
+        line.contains("invalid peer certificate").then_some(line)
+    });
+    assert!(
+        line.contains("ERROR: endpoint unreachable: cannot connect: "),
+        "{line}"
+    );
+    assert!(endpoint.connections() >= 1, "the handshake was tried");
+    assert_eq!(endpoint.requests(), 0, "nothing was sent unverified");
+    assert_eq!(queued(&gearmand, job), 1);
+    assert!(untrusting.terminate(Duration::from_secs(30)).success());
+
+    // SSL_CERT_FILE adds the CA to the system's roots, as for openssl.
+    let ca = FaultEndpoint::tls_ca_file();
+    let _trusting = Driver::start_with_env(
+        &lib,
+        &gearmand.addr(),
+        "S",
+        &[],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let reply = reply.into_iter().next().unwrap().join().unwrap();
+    assert_eq!(
+        text(&reply).as_deref(),
+        Some("eruces"),
+        "answered over https"
+    );
+    assert_eq!(endpoint.requests(), 1);
+}
+
+#[test]
 fn slots_scale_between_min_and_max_with_the_queue() {
     let gearmand = Gearmand::start();
     let endpoint = FaultEndpoint::start(Mode::Serve);

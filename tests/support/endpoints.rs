@@ -2,7 +2,9 @@
 //! PHP's built-in web server serving `examples/driveshaft/job.php` (an
 //! endpoint in driveshaft's format), and a fault endpoint of our own (hyper) that can be slow, answer
 //! 500 or garbage, hang up without answering, or be down and come back, and
-//! that counts the connections it accepted (to show keep-alive reuse).
+//! that counts the connections it accepted (to show keep-alive reuse). It
+//! also serves https, with `tls/endpoint.pem` (for 127.0.0.1, signed by
+//! `tls/ca.pem`; test-only keys, made with openssl, valid until 2126).
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
@@ -18,7 +20,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 use crate::common::{free_port, wait_for};
 
@@ -107,6 +112,8 @@ pub struct FaultEndpoint {
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
     mode: Arc<AtomicU8>,
+    /// Set for an https endpoint.
+    tls: Option<TlsAcceptor>,
     /// `Some` while the endpoint is down: the port nothing listens on.
     running: Option<(std::thread::JoinHandle<()>, watch::Sender<bool>)>,
 }
@@ -132,12 +139,29 @@ impl FaultEndpoint {
             connections: Arc::new(AtomicU64::new(0)),
             requests: Arc::new(AtomicU64::new(0)),
             mode: Arc::new(AtomicU8::new(Mode::Serve as u8)),
+            tls: None,
             running: None,
         }
     }
 
+    /// An https endpoint, answering as [`Mode::Serve`] does.
+    pub fn start_tls() -> FaultEndpoint {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let mut endpoint = FaultEndpoint::down_on(listener.local_addr().unwrap().port());
+        endpoint.tls = Some(tls_acceptor());
+        endpoint.serve(listener);
+        endpoint
+    }
+
+    /// The CA that signed the https endpoint's certificate, for
+    /// `SSL_CERT_FILE`.
+    pub fn tls_ca_file() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls/ca.pem")
+    }
+
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/job", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/job", self.port)
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -166,12 +190,17 @@ impl FaultEndpoint {
         let connections = self.connections.clone();
         let requests = self.requests.clone();
         let mode = self.mode.clone();
+        let tls = self.tls.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(accept_loop(listener, connections, requests, mode, stop_rx));
+            let counts = Counts {
+                connections,
+                requests,
+            };
+            rt.block_on(accept_loop(listener, counts, mode, tls, stop_rx));
         });
         self.running = Some((thread, stop_tx));
     }
@@ -186,11 +215,37 @@ impl Drop for FaultEndpoint {
     }
 }
 
-async fn accept_loop(
-    listener: StdListener,
+fn tls_acceptor() -> TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("endpoint.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("endpoint.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+#[derive(Clone)]
+struct Counts {
     connections: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
+}
+
+async fn accept_loop(
+    listener: StdListener,
+    counts: Counts,
     mode: Arc<AtomicU8>,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -202,28 +257,42 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        connections.fetch_add(1, Ordering::SeqCst);
+        counts.connections.fetch_add(1, Ordering::SeqCst);
         if mode.load(Ordering::SeqCst) == Mode::HangUp as u8 {
             drop(stream);
             continue;
         }
-        let requests = requests.clone();
-        let mut stop = stop.clone();
+        let (counts, stop, tls) = (counts.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let requests = requests.clone();
-                async move {
-                    let response = answer(req).await;
-                    requests.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, hyper::Error>(response)
+            match tls {
+                // A client that refuses the certificate ends the handshake.
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        serve_connection(stream, counts, stop).await;
+                    }
                 }
-            });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.changed() => {}
+                None => serve_connection(stream, counts, stop).await,
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, counts: Counts, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let requests = counts.requests.clone();
+        async move {
+            let response = answer(req).await;
+            requests.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, hyper::Error>(response)
+        }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = stop.changed() => {}
     }
 }
 
