@@ -70,9 +70,9 @@ struct Args {
     /// Runs per variant (throughput 5, pool size 3, latency 5; 1 with --quick); medians are reported.
     #[arg(long)]
     runs: Option<usize>,
-    /// Slots of the http variant (default 4, as many as the other variants'
-    /// processes; slots cost no process, so a user may well run more).
-    #[arg(long, default_value_t = throughput::PROCESSES)]
+    /// Slots of the http-pool variant (the http variant runs 4, one per
+    /// process of the other variants; a slot costs no process).
+    #[arg(long, default_value_t = 16)]
     http_slots: usize,
     /// Do not run cargo build; use the binaries already under target/release.
     #[arg(long)]

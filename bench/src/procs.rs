@@ -313,15 +313,28 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// The share of all cores that was busy over `window`, from /proc/stat.
 pub fn machine_busy(window: Duration) -> Result<f64> {
-    let (busy0, total0) = cpu_totals()?;
+    let before = cpu_totals()?;
     std::thread::sleep(window);
-    let (busy1, total1) = cpu_totals()?;
-    let total = total1.saturating_sub(total0).max(1);
-    Ok(busy1.saturating_sub(busy0) as f64 / total as f64)
+    Ok(before.busy_share_until(cpu_totals()?))
 }
 
-/// (busy, total) jiffies over all cores; idle and iowait count as not busy.
-fn cpu_totals() -> Result<(u64, u64)> {
+/// Busy and total jiffies over all cores at one moment.
+#[derive(Clone, Copy)]
+pub struct CpuTotals {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuTotals {
+    /// The share of all cores that was busy from `self` to `later`.
+    pub fn busy_share_until(self, later: CpuTotals) -> f64 {
+        let total = later.total.saturating_sub(self.total).max(1);
+        later.busy.saturating_sub(self.busy) as f64 / total as f64
+    }
+}
+
+/// Busy and total jiffies over all cores; idle and iowait count as not busy.
+pub fn cpu_totals() -> Result<CpuTotals> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let v: Vec<u64> = line
@@ -332,7 +345,10 @@ fn cpu_totals() -> Result<(u64, u64)> {
     // user nice system idle iowait irq softirq steal (guest time is in user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Ok((total - idle, total))
+    Ok(CpuTotals {
+        busy: total - idle,
+        total,
+    })
 }
 
 /// Counts the system calls of some processes (all their threads) with

@@ -179,9 +179,11 @@ const METHOD: &str = "
   reference), so drift on the machine between runs cancels out. Every result is checked to be the workload reversed. The ceiling is `plain-reverse-worker`
   (part of this crate), a worker that speaks Gearman itself; the C CLI row is
   `gearman -w -f reverse -- rev`, one `rev` per job, like the exec protocol.
-  The http row runs 4 slots (`--http-slots`) of an `http` job POSTing to
-  `http-reverse-endpoint` (part of this crate: one thread, keep-alive,
-  `TCP_NODELAY`), which answers driveshaft's JSON with the workload reversed.
+  The http rows run an `http` job POSTing to `http-reverse-endpoint` (part
+  of this crate: one thread, keep-alive, `TCP_NODELAY`), which answers
+  driveshaft's JSON with the workload reversed: 4 slots, one per process of
+  the other rows, then a pool of 16 (`--http-slots`). The idle share of all
+  cores is read from /proc/stat around each measured batch.
 - **Metrics cost**: the stdio Rust variant again, with `--http-bind` set (so
   the dashboard's history is kept too) and a thread fetching `/metrics`,
   `/api/status` and what an open dashboard polls (`/api/history` of the last
