@@ -66,7 +66,7 @@ pub const THROUGHPUT: &[&str] = &[
     "Throughput, http pool: a slot is a connection, not a process, so a pool is sized for \
      what its endpoint can take, as driveshaft's worker_count is. With 16 slots gearmand, the \
      supervisor and the endpoint each find several requests per wake-up, and the same two \
-     cores carry about 1.45 × the jobs of 4 slots. The target is judged on this row: it \
+     cores carry about 1.5 × the jobs of 4 slots. The target is judged on this row: it \
      measures what the protocol costs per job once the pool is sized, where the 4-slot row \
      measures a pool too small to cover its own round trip.",
 ];
