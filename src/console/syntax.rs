@@ -73,11 +73,27 @@ pub fn render(answer: &Answer) -> Option<Vec<String>> {
         // Not a console command; shown as the JSON the HTTP API serves.
         Answer::Overview(view) => vec![serde_json::to_string(view).unwrap_or_default()],
         Answer::Close => return None,
-        Answer::Failed { error, details } => std::iter::once(error.line())
+        // The detail may echo what the client sent: its control bytes
+        // (an escape sequence that clears an operator's terminal) go out
+        // spelled, not raw.
+        Answer::Failed { error, details } => std::iter::once(escape_controls(&error.line()))
             .chain(details.iter().cloned())
             .collect(),
     };
     Some(lines)
+}
+
+/// `text` with control characters other than line breaks and tabs
+/// written out: `\x1b`, `\u{9b}`.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_ascii_control() => format!("\\x{:02x}", c as u32),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The bytes on the wire: CRLF line ends and the `.` terminator. A line
@@ -194,6 +210,14 @@ mod tests {
         let mut p = FakePools::two_jobs();
         let cases = [
             ("asdf", "ERR unknown_command: asdf\r\n.\r\n"),
+            (
+                "\x1b[2J\x07boom\u{9b}",
+                "ERR unknown_command: \\x1b[2J\\x07boom\\u{9b}\r\n.\r\n",
+            ),
+            (
+                "show J::\x1b]0;x\x07",
+                "ERR invalid_job_name: J::\\x1b]0;x\\x07\r\n.\r\n",
+            ),
             ("", "ERR unknown_command: \r\n.\r\n"),
             (
                 "set_min_processes nope 5",
