@@ -1,5 +1,5 @@
-//! One-shot mode: send one command to every server in turn, print the
-//! answers, and turn what happened into the exit status scripts rely on.
+//! One-shot mode: send one command to every server at once, print the
+//! answers in server order, and turn what happened into the exit status scripts rely on.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -43,35 +43,47 @@ impl Outcome {
     }
 }
 
-/// Sends `command` to each server in order. Answers go to stdout as they
-/// arrive; failures go to stderr, naming the server.
+/// Sends `command` to every server at once, so that servers that do not
+/// answer cost one `--timeout` between them, not one each. Answers go to
+/// stdout in server order, each as soon as it and those before it are in;
+/// failures go to stderr, naming the server.
 pub fn run(
     servers: &[ServerAddress],
     command: &str,
     timeout: Duration,
     token: Option<&Token>,
 ) -> Outcome {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let mut outcome = Outcome::Answered;
-    for address in servers {
-        let result = ask(address, command, timeout, token);
-        outcome = outcome.max(Outcome::of(&result));
-        match result {
-            Ok(answer) => {
-                let printed = write_answer(&mut out, address, &answer).and_then(|()| out.flush());
-                // A reader that went away (`| head`) wants no more output;
-                // the other servers still get the command.
-                if let Err(err) = printed {
-                    if err.kind() != io::ErrorKind::BrokenPipe {
-                        eprintln!("gearman-driver-console: cannot write the answer: {err}");
-                    }
+    std::thread::scope(|scope| {
+        let asking: Vec<_> = servers
+            .iter()
+            .map(|address| scope.spawn(move || ask(address, command, timeout, token)))
+            .collect();
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let mut outcome = Outcome::Answered;
+        for (address, asked) in servers.iter().zip(asking) {
+            let result = asked.join().expect("asking a server does not panic");
+            outcome = outcome.max(Outcome::of(&result));
+            report(&mut out, address, result);
+        }
+        outcome
+    })
+}
+
+fn report(out: &mut impl Write, address: &ServerAddress, result: Result<Answer, Failure>) {
+    match result {
+        Ok(answer) => {
+            let printed = write_answer(out, address, &answer).and_then(|()| out.flush());
+            // A reader that went away (`| head`) wants no more output;
+            // the other servers still get the command.
+            if let Err(err) = printed {
+                if err.kind() != io::ErrorKind::BrokenPipe {
+                    eprintln!("gearman-driver-console: cannot write the answer: {err}");
                 }
             }
-            Err(failure) => eprintln!("gearman-driver-console: {address}: {failure}"),
         }
+        Err(failure) => eprintln!("gearman-driver-console: {address}: {failure}"),
     }
-    outcome
 }
 
 fn ask(

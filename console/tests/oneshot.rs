@@ -124,6 +124,20 @@ fn a_server_that_never_answers_is_given_up_after_the_timeout() {
 }
 
 #[test]
+fn servers_that_never_answer_cost_one_timeout_between_them() {
+    let silent: Vec<FakeConsole> = (0..5).map(|_| FakeConsole::start(&[GIF])).collect();
+    let servers: Vec<&str> = silent.iter().map(|s| s.address()).collect();
+    let run = run_client(&["--timeout", "1", "--server", &servers.join(" "), "hang"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    for server in &silent {
+        let expected = format!("{}: no answer within 1s", server.address());
+        assert!(run.stderr.contains(&expected), "{:?}", run.stderr);
+    }
+    // Asked one after another, five silent servers take at least 5 s.
+    assert!(run.took < Duration::from_secs(3), "took {:?}", run.took);
+}
+
+#[test]
 fn a_server_that_dies_mid_command_exits_2() {
     let a = FakeConsole::start(&[GIF]);
     let run = run_client(&["--server", a.address(), "crash"]);
