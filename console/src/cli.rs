@@ -14,8 +14,9 @@ const LONG_ABOUT: &str = "\
 Talk to the management console of one or more gearman-driver supervisors.
 
 With a COMMAND, sends it to every server at once, prints each answer line \
-prefixed with the server's `host:port> ` (servers in the order given), and exits. Without one, opens an \
-interactive `console> ` prompt connected to all servers at once.";
+prefixed with the server's `host:port> ` (servers in the order given), and \
+exits. Without one, opens an interactive `console> ` prompt connected to all \
+servers at once.";
 
 /// Shown by both `-h` and `--help`: scripts care about it most.
 macro_rules! exit_status_help {

@@ -1,5 +1,6 @@
 //! One-shot mode: send one command to every server at once, print the
-//! answers in server order, and turn what happened into the exit status scripts rely on.
+//! answers in server order, and turn what happened into the exit status
+//! scripts rely on.
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -120,9 +120,14 @@ pub struct FaultEndpoint {
 
 impl FaultEndpoint {
     pub fn start(mode: Mode) -> FaultEndpoint {
+        FaultEndpoint::listening(mode, None)
+    }
+
+    fn listening(mode: Mode, tls: Option<TlsAcceptor>) -> FaultEndpoint {
         let listener = StdListener::bind("127.0.0.1:0").unwrap();
         let mut endpoint = FaultEndpoint::down_on(listener.local_addr().unwrap().port());
         endpoint.mode.store(mode as u8, Ordering::SeqCst);
+        endpoint.tls = tls;
         endpoint.serve(listener);
         endpoint
     }
@@ -146,11 +151,7 @@ impl FaultEndpoint {
 
     /// An https endpoint, answering as [`Mode::Serve`] does.
     pub fn start_tls() -> FaultEndpoint {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        let mut endpoint = FaultEndpoint::down_on(listener.local_addr().unwrap().port());
-        endpoint.tls = Some(tls_acceptor());
-        endpoint.serve(listener);
-        endpoint
+        FaultEndpoint::listening(Mode::Serve, Some(tls_acceptor()))
     }
 
     /// The CA that signed the https endpoint's certificate, for
