@@ -125,11 +125,16 @@ fn api_status_agrees_with_the_console() {
     // The console says the same, field by field. The pool may still be
     // settling (a third process starting for the held job, then idle), so
     // compare views read while /api/status stayed the same around them.
+    // Answers are shared for a short window: `after` must be one made after
+    // the console answered, which any answer unlike `before` is (uptimes move).
     let (status, console, ps) = wait_for(LONG, "a pool that holds still", || {
         let before = http::get(&url).json();
         let console = driver.console("status");
         let ps = driver.console("ps");
-        let after = http::get(&url).json();
+        let after = wait_for(LONG, "a fresh /api/status", || {
+            let after = http::get(&url).json();
+            (after != before).then_some(after)
+        });
         (pool_shape(&before) == pool_shape(&after)).then_some((after, console, ps))
     });
     let names: Vec<&str> = status["jobs"]
