@@ -22,11 +22,13 @@
 //!   anything else happens. A job queued meanwhile is seen by that
 //!   `GRAB_JOB`, or by the `PRE_SLEEP` after its `NO_JOB` (gearmand answers a
 //!   `PRE_SLEEP` with `NOOP` at once when work is queued).
-//! - A member that found a job without being woken for it (a called member,
-//!   or one that just finished a job) has met a backlog: it calls two
-//!   members, its replacement and one more, whatever the count. A burst thus
-//!   reaches the idle members in a doubling wave, a few round trips for
-//!   hundreds of jobs, instead of one by one.
+//! - A called (or just started) member that finds a job has met a backlog:
+//!   work was queued with no member asking. It calls two members, its
+//!   replacement and one more, whatever the count. A burst thus reaches the
+//!   idle members in a doubling wave, a few round trips for hundreds of
+//!   jobs, instead of one by one. A member that finds its next job with
+//!   its answer has not: that is a busy pool's steady flow, and its
+//!   siblings' asks would come back empty.
 //! - A watcher that gets `NO_JOB` rests only when more than [`ARMED`]
 //!   members watch, so the count never drops below [`ARMED`] that way; it
 //!   drops only when a watcher takes a job or leaves, and both call a
@@ -181,8 +183,8 @@ impl Seat {
         true
     }
 
-    /// The member took a job. `backlog`: it was not woken for it, so work
-    /// was queued with no member asking; call two to spread it.
+    /// The member took a job. `backlog`: work was queued with no member
+    /// asking for it; call two to spread it.
     pub fn took_job(&mut self, backlog: bool) {
         let mut s = self.arming.lock();
         if self.place == Place::Watching {
