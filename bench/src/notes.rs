@@ -32,6 +32,19 @@ pub const POOL_SIZE: &[&str] = &[
      no worker library can avoid it on its own.",
     "Pool size, method: `cargo run --release -p gearman-driver-bench -- --scenario pool-size \
      --runs 1 --jobs 2000`, once with the binaries of the commit before the fix and once after.",
+    "Pool size, second finding (2026-11-23, 200 and 1,000 idle processes stuck at 6.0 segments \
+     per job and 0.67–0.75 × the 4-process figure): counting each member's packets showed almost \
+     no NOOPs. With 32 clients and spare members the pool runs a steady flow: a finisher's \
+     GRAB_JOB, sent with its answer, nearly always finds the next job (gearmand holds one), and \
+     the rule for a backlog had every such finisher call two resting members, whose asks came \
+     back NO_JOB: per job 3 GRAB_JOB, 2 NO_JOB, 1 JOB_ASSIGN. Now only a called or just-started \
+     member that finds a job counts as a backlog (tests/steady_flow.rs). After, same command with \
+     --runs 1: 200 idle 6.0 → 3.0 segments and 330 → 294 bytes per job, 1,000 idle 6.0 → 2.6; \
+     throughput 0.69 → 0.83–1.10 × and 0.75 → 0.77–0.94 × the 4-process figure over three runs. \
+     `perf record` on the supervisor at 1,000 idle then showed a count of the pool's members on \
+     every job taken (`Job::live_count`, 10 % of its samples), now made only when no member is \
+     idle; building the policy's view of 1,000 members per batch of events is the next largest \
+     (about 13 %).",
 ];
 
 /// The throughput scenario: where a job's CPU goes per way of running it.
