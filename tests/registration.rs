@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,18 +31,12 @@ struct Registrations {
 impl Registrations {
     fn answer_all(&mut self) {
         for (mut stream, payload) in self.waiting.drain(..) {
-            stream.write_all(&packet(ECHO_RES, &payload)).unwrap();
+            stream
+                .write_all(&gearman_response(ECHO_RES, &payload))
+                .unwrap();
             self.answered += 1;
         }
     }
-}
-
-fn packet(kind: u32, body: &[u8]) -> Vec<u8> {
-    let mut p = b"\0RES".to_vec();
-    p.extend_from_slice(&kind.to_be_bytes());
-    p.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    p.extend_from_slice(body);
-    p
 }
 
 /// Reads binary requests until `ECHO_REQ`, which it files under `waiting`
@@ -50,17 +44,7 @@ fn packet(kind: u32, body: &[u8]) -> Vec<u8> {
 /// protocol, the cold-start wake-up connection) is read and left alone.
 fn serve(mut stream: TcpStream, registrations: Arc<Mutex<Registrations>>) {
     let mut registered = false;
-    loop {
-        let mut header = [0u8; 12];
-        if stream.read_exact(&mut header).is_err() || &header[..4] != b"\0REQ" {
-            return;
-        }
-        let kind = u32::from_be_bytes(header[4..8].try_into().unwrap());
-        let len = u32::from_be_bytes(header[8..12].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len];
-        if stream.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some((kind, body)) = read_gearman_request(&mut stream) {
         registered |= kind == CAN_DO;
         if kind == ECHO_REQ && registered {
             let answer_to = stream.try_clone().unwrap();

@@ -11,7 +11,7 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -111,11 +111,7 @@ impl StandIn {
     }
 
     fn answer(&mut self, conn: usize, kind: u32, args: &[&[u8]]) {
-        let body = args.join(&0u8);
-        let mut packet = b"\0RES".to_vec();
-        packet.extend_from_slice(&kind.to_be_bytes());
-        packet.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        packet.extend_from_slice(&body);
+        let packet = gearman_response(kind, &args.join(&0u8));
         self.members
             .get_mut(&conn)
             .unwrap()
@@ -130,17 +126,8 @@ impl StandIn {
 }
 
 fn read_requests(conn: usize, mut stream: TcpStream, out: mpsc::Sender<Request>) {
-    loop {
-        let mut header = [0u8; 12];
-        // The status poller speaks the text protocol: not a member.
-        if stream.read_exact(&mut header).is_err() || &header[..4] != b"\0REQ" {
-            return;
-        }
-        let kind = u32::from_be_bytes(header[4..8].try_into().unwrap());
-        let len = u32::from_be_bytes(header[8..12].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len];
-        if stream.read_exact(&mut body).is_err() || out.send(Request { conn, kind, body }).is_err()
-        {
+    while let Some((kind, body)) = read_gearman_request(&mut stream) {
+        if out.send(Request { conn, kind, body }).is_err() {
             return;
         }
     }

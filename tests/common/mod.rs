@@ -609,3 +609,27 @@ pub fn submit_background_all(gearmand: &Gearmand, function: &str, payloads: &[Ve
     let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
     submit_background(gearmand, function, &refs);
 }
+
+/// Reads one binary Gearman request (`\0REQ`, type, length, body) from a
+/// stand-in server's connection; `None` at its end or for anything else,
+/// such as the status poller's text protocol.
+pub fn read_gearman_request(stream: &mut impl std::io::Read) -> Option<(u32, Vec<u8>)> {
+    let mut header = [0u8; 12];
+    if stream.read_exact(&mut header).is_err() || &header[..4] != b"\0REQ" {
+        return None;
+    }
+    let kind = u32::from_be_bytes(header[4..8].try_into().unwrap());
+    let len = u32::from_be_bytes(header[8..12].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some((kind, body))
+}
+
+/// A binary Gearman response from a stand-in server.
+pub fn gearman_response(kind: u32, body: &[u8]) -> Vec<u8> {
+    let mut p = b"\0RES".to_vec();
+    p.extend_from_slice(&kind.to_be_bytes());
+    p.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    p.extend_from_slice(body);
+    p
+}
