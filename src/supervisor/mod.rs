@@ -651,12 +651,11 @@ impl Supervisor {
                 continue;
             };
             let actions = {
-                let views = job.proc_views();
                 let waiting = (self.status.servers_answered > 0).then(|| job.waiting(&self.status));
                 let view = policy::JobView {
                     min: job.min,
                     max: job.max,
-                    procs: &views,
+                    procs: job.proc_views(),
                     waiting,
                     restart_blocked: job.blocked_until.is_some_and(|t| t > now),
                 };

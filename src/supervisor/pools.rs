@@ -81,14 +81,12 @@ impl Job {
             .count()
     }
 
-    pub fn proc_views(&self) -> Vec<ProcView> {
-        self.procs
-            .iter()
-            .map(|(id, p)| ProcView {
-                id: *id,
-                state: p.state,
-            })
-            .collect()
+    /// The members as the policy sees them.
+    pub fn proc_views(&self) -> impl Iterator<Item = ProcView> + Clone + '_ {
+        self.procs.iter().map(|(id, p)| ProcView {
+            id: *id,
+            state: p.state,
+        })
     }
 
     /// Jobs waiting for this job's functions, as far as the supervisor knows:
