@@ -189,6 +189,32 @@ fn api_status_agrees_with_the_console() {
     });
 }
 
+/// `/api/status` answers are shared for a moment, but never across a
+/// change: a limit set through the console shows in the very next read.
+#[test]
+fn a_change_through_the_console_shows_in_the_next_status_read() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        &worker_file("[jobs.a]\nmin_processes = 0\nmax_processes = 1\n"),
+    );
+    lib.file("T/w.py", &python_worker(""));
+    let driver = http::start_driver(&lib, &gearmand, "T", &["--interval", "30"]);
+    let url = format!("{}/api/status", http::base_url(&driver));
+    let max = || {
+        job(&http::get(&url).json(), "T::W::a")["max"]
+            .as_u64()
+            .unwrap()
+    };
+    for n in 2..6 {
+        assert_eq!(max(), n - 1);
+        let set = format!("set_max_processes T::W::a {n}");
+        assert_eq!(driver.console(&set), ["OK"]);
+        assert_eq!(max(), n, "the read right after `{set}`");
+    }
+}
+
 #[test]
 fn healthz_is_503_while_shutting_down_until_the_supervisor_exits() {
     let gearmand = Gearmand::start();

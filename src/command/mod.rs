@@ -23,7 +23,8 @@ pub(crate) mod fake;
 pub mod view;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -348,20 +349,26 @@ pub struct Envelope {
 }
 
 /// Sends requests to the supervisor loop and awaits the answers; each door
-/// holds one.
+/// holds a clone.
 #[derive(Clone)]
 pub struct Handle {
     tx: tokio::sync::mpsc::Sender<Envelope>,
+    /// State-changing requests answered so far, through any door.
+    changes: Arc<AtomicU64>,
 }
 
 impl Handle {
     pub fn new(tx: tokio::sync::mpsc::Sender<Envelope>) -> Handle {
-        Handle { tx }
+        Handle {
+            tx,
+            changes: Arc::default(),
+        }
     }
 
     /// The answer, or `None` once the supervisor has gone.
     pub async fn ask(&self, request: Request, peer: Peer) -> Option<Answer> {
         let (reply, answer) = oneshot::channel();
+        let changes_state = request.changes_state();
         self.tx
             .send(Envelope {
                 request,
@@ -370,7 +377,19 @@ impl Handle {
             })
             .await
             .ok()?;
-        answer.await.ok()
+        let answer = answer.await.ok();
+        // Counted before the asker sees the answer, so that whatever it
+        // reads next is a view made after its change.
+        if changes_state {
+            self.changes.fetch_add(1, Ordering::SeqCst);
+        }
+        answer
+    }
+
+    /// How many state-changing requests have been answered: a view made
+    /// at another count may show the pool before a change.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
     }
 
     pub fn is_closed(&self) -> bool {

@@ -79,9 +79,10 @@ async fn with_deadline(request: axum::extract::Request, next: Next) -> Response 
 
 async fn metrics(State(shared): St) -> Response {
     let exposition = &shared.context.metrics;
+    let changes = shared.context.requests.changes();
     let text = shared
         .metrics
-        .get(|| async { Bytes::from(exposition.encode()) })
+        .get(changes, || async { Bytes::from(exposition.encode()) })
         .await;
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
@@ -90,7 +91,7 @@ async fn status(State(shared): St) -> Response {
     let requests = &shared.context.requests;
     let (code, body) = shared
         .status
-        .get(|| async {
+        .get(requests.changes(), || async {
             let answer = requests
                 .ask(Request::Overview, Peer::Http("status".into()))
                 .await;

@@ -208,10 +208,10 @@ impl Supervisor {
         crate::upgrade::signals::unblock();
         self.upgrades.listeners = doors.listeners(&self.settings);
         let (requests_tx, mut requests_rx) = mpsc::channel::<Envelope>(64);
-        doors.console.spawn(
-            command::Handle::new(requests_tx.clone()),
-            self.admin_token.subscribe(),
-        );
+        let requests = command::Handle::new(requests_tx);
+        doors
+            .console
+            .spawn(requests.clone(), self.admin_token.subscribe());
         if let Some(listener) = doors.http {
             let schedules = self.schedules.clone();
             self.metrics
@@ -223,7 +223,7 @@ impl Supervisor {
             self.upgrades.http = Some(crate::http::spawn(
                 listener,
                 crate::http::Context {
-                    requests: command::Handle::new(requests_tx.clone()),
+                    requests,
                     metrics: metrics.exposition(),
                     lifecycle: self.lifecycle.clone(),
                     access: crate::http::WriteAccess::new(self.admin_token.subscribe()),
