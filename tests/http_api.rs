@@ -24,6 +24,19 @@ fn worker_file(jobs: &str) -> String {
     format!("command = [\"python3\", \"w.py\"]\n{jobs}")
 }
 
+/// A library with one job `T::W::<name>` of the echoing Python worker.
+fn one_job_lib(name: &str, min: u32, max: u32) -> Lib {
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        &worker_file(&format!(
+            "[jobs.{name}]\nmin_processes = {min}\nmax_processes = {max}\n"
+        )),
+    );
+    lib.file("T/w.py", &python_worker(""));
+    lib
+}
+
 /// The fields of a console `status` line.
 fn status_fields(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
@@ -194,12 +207,7 @@ fn api_status_agrees_with_the_console() {
 #[test]
 fn a_change_through_the_console_shows_in_the_next_status_read() {
     let gearmand = Gearmand::start();
-    let lib = Lib::new();
-    lib.file(
-        "T/W.toml",
-        &worker_file("[jobs.a]\nmin_processes = 0\nmax_processes = 1\n"),
-    );
-    lib.file("T/w.py", &python_worker(""));
+    let lib = one_job_lib("a", 0, 1);
     let driver = http::start_driver(&lib, &gearmand, "T", &["--interval", "30"]);
     let url = format!("{}/api/status", http::base_url(&driver));
     let max = || {
@@ -265,12 +273,7 @@ fn healthz_is_503_while_shutting_down_until_the_supervisor_exits() {
 #[test]
 fn write_endpoints_are_routed_and_refused_without_a_token() {
     let gearmand = Gearmand::start();
-    let lib = Lib::new();
-    lib.file(
-        "T/W.toml",
-        &worker_file("[jobs.a]\nmin_processes = 1\nmax_processes = 2\n"),
-    );
-    lib.file("T/w.py", &python_worker(""));
+    let lib = one_job_lib("a", 1, 2);
     let driver = http::start_driver(&lib, &gearmand, "T", &[]);
     let base = http::base_url(&driver);
     driver.wait_processes("T::W::a", 1, LONG);
@@ -403,12 +406,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 fn hostile_http_clients_cost_only_their_own_connections() {
     raise_fd_limit();
     let gearmand = Gearmand::start();
-    let lib = Lib::new();
-    lib.file(
-        "T/W.toml",
-        &worker_file("[jobs.echo]\nmin_processes = 1\nmax_processes = 1\n"),
-    );
-    lib.file("T/w.py", &python_worker(""));
+    let lib = one_job_lib("echo", 1, 1);
     let driver = http::start_driver(&lib, &gearmand, "T", &[]);
     let base = http::base_url(&driver);
     let authority = base.trim_start_matches("http://").to_string();
