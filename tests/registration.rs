@@ -7,6 +7,7 @@
 //! so that the test can hold registrations open and count them.
 
 mod common;
+use common::packet::{CAN_DO, ECHO_REQ, ECHO_RES};
 use common::*;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -16,10 +17,6 @@ use std::time::Duration;
 const PROCESSES: usize = 40;
 /// `REGISTERING_AT_ONCE` in src/gearman/grab.rs.
 const AT_ONCE: usize = 16;
-
-const ECHO_REQ: u32 = 16;
-const ECHO_RES: u32 = 17;
-const CAN_DO: u32 = 1;
 
 /// Member connections that sent `CAN_DO` and `ECHO_REQ`, not yet answered.
 #[derive(Default)]

@@ -9,6 +9,7 @@
 //! so the order of events is the test's, not a race's.
 
 mod common;
+use common::packet::*;
 use common::*;
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,20 +20,13 @@ use std::time::Duration;
 const PROCESSES: usize = 5;
 const LIMIT: Duration = Duration::from_secs(30);
 
-const PRE_SLEEP: u32 = 4;
-const NOOP: u32 = 6;
-const NO_JOB: u32 = 10;
-const WORK_COMPLETE: u32 = 13;
-const ECHO_REQ: u32 = 16;
-const ECHO_RES: u32 = 17;
-const GRAB_JOB_UNIQ: u32 = 30;
-const JOB_ASSIGN_UNIQ: u32 = 31;
-
-/// A request from connection `conn`.
+/// A request from connection `conn`; a registration (`ECHO_REQ`) comes
+/// with the way to answer that connection.
 struct Request {
     conn: usize,
     kind: u32,
     body: Vec<u8>,
+    answer_to: Option<TcpStream>,
 }
 
 /// The stand-in: every connection's requests, in the order they came, and
@@ -40,9 +34,7 @@ struct Request {
 struct StandIn {
     addr: String,
     requests: mpsc::Receiver<Request>,
-    streams: mpsc::Receiver<(usize, TcpStream)>,
     members: HashMap<usize, TcpStream>,
-    pending: HashMap<usize, TcpStream>,
 }
 
 impl StandIn {
@@ -50,12 +42,8 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (requests_tx, requests) = mpsc::channel();
-        let (streams_tx, streams) = mpsc::channel();
         std::thread::spawn(move || {
             for (conn, stream) in listener.incoming().flatten().enumerate() {
-                streams_tx
-                    .send((conn, stream.try_clone().unwrap()))
-                    .unwrap();
                 let requests = requests_tx.clone();
                 std::thread::spawn(move || read_requests(conn, stream, requests));
             }
@@ -63,9 +51,7 @@ impl StandIn {
         StandIn {
             addr,
             requests,
-            streams,
             members: HashMap::new(),
-            pending: HashMap::new(),
         }
     }
 
@@ -85,15 +71,12 @@ impl StandIn {
     /// members.
     fn next_or_registered(&mut self) -> Request {
         loop {
-            let r = self
+            let mut r = self
                 .requests
                 .recv_timeout(LIMIT)
                 .expect("a request from a member within the limit");
-            while let Ok((conn, stream)) = self.streams.try_recv() {
-                self.pending.insert(conn, stream);
-            }
             if r.kind == ECHO_REQ && r.body == b"registered" {
-                let stream = self.pending.remove(&r.conn).expect("its stream");
+                let stream = r.answer_to.take().expect("its stream");
                 self.members.insert(r.conn, stream);
                 self.answer(r.conn, ECHO_RES, &[b"registered"]);
                 return r;
@@ -127,7 +110,14 @@ impl StandIn {
 
 fn read_requests(conn: usize, mut stream: TcpStream, out: mpsc::Sender<Request>) {
     while let Some((kind, body)) = read_gearman_request(&mut stream) {
-        if out.send(Request { conn, kind, body }).is_err() {
+        let answer_to = (kind == ECHO_REQ).then(|| stream.try_clone().unwrap());
+        let request = Request {
+            conn,
+            kind,
+            body,
+            answer_to,
+        };
+        if out.send(request).is_err() {
             return;
         }
     }

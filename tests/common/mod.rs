@@ -610,6 +610,19 @@ pub fn submit_background_all(gearmand: &Gearmand, function: &str, payloads: &[Ve
     submit_background(gearmand, function, &refs);
 }
 
+/// Gearman packet types a stand-in server reads or answers.
+pub mod packet {
+    pub const CAN_DO: u32 = 1;
+    pub const PRE_SLEEP: u32 = 4;
+    pub const NOOP: u32 = 6;
+    pub const NO_JOB: u32 = 10;
+    pub const WORK_COMPLETE: u32 = 13;
+    pub const ECHO_REQ: u32 = 16;
+    pub const ECHO_RES: u32 = 17;
+    pub const GRAB_JOB_UNIQ: u32 = 30;
+    pub const JOB_ASSIGN_UNIQ: u32 = 31;
+}
+
 /// Reads one binary Gearman request (`\0REQ`, type, length, body) from a
 /// stand-in server's connection; `None` at its end or for anything else,
 /// such as the status poller's text protocol.
