@@ -65,6 +65,8 @@ fn next_build() -> &'static Path {
             ])
             .args(["--features", "upgrade-test-build", "--manifest-path"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            // Into the folder of the profile this test was built with.
+            .args((!cfg!(debug_assertions)).then_some("--release"))
             .spawn()
             .expect("cargo runs");
         let status = wait_for(BUILD_LIMIT, "the second build", || {

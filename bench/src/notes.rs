@@ -64,9 +64,21 @@ pub const THROUGHPUT: &[&str] = &[
     "Throughput, exec: `rev` itself (dynamic loading, libc start-up) is 58 % of all CPU, the \
      command between clone and exec 7 %, the four slots 15 %, the supervisor 6 %, gearmand \
      8 %. The C CLI pays the same start of `rev` per job. A slot now runs each command in one \
-     poll(2) loop instead of an async runtime: 38 system calls per job instead of 50 (12 of \
-     the 38 are glibc's posix_spawn); throughput moved within the noise, 0.97-1.03 × the C \
-     CLI in three runs.",
+     poll(2) loop instead of an async runtime: 38 system calls per job instead of 50; \
+     throughput moved within the noise, 0.97-1.03 × the C CLI in three runs.",
+    "Throughput, exec, second finding (2026-11-24): `strace -c` on a slot does not see its \
+     command's child before `execve`, and `strace -f` showed that glibc's posix_spawn (behind \
+     std's Command) made 126 system calls there per job: it cannot know which signals have \
+     handlers, so it asks about each of the 64 and resets it (124 rt_sigaction), after a \
+     getrlimit per file action and a stack mapped and unmapped around the clone in the slot. \
+     A slot now starts its command with its own clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) \
+     onto a stack it keeps (src/exec_slot/launch.rs); the child resets only the handlers the \
+     slot has (read once at start). Per job: the child before exec 126 → 11 system calls, the \
+     slot 34 → 23 (no pidfd_open, no fcntl or poll for a workload that fits the pipe); \
+     `read` no longer clears a 64 KiB buffer each call. The four slots' share of all CPU \
+     10.9 → 9.2 %. Paired runs (`--scenario throughput --variant exec,gearman-cli --runs 3 \
+     --jobs 5000`, the binaries of the commit before and after in turn): 1.06 and 1.04 × the C \
+     CLI before, 1.08–1.10 × after in four runs.",
     "Throughput, http, 4 slots: the supervisor 37 % of all CPU, gearmand 30 %, the client 13 %, \
      the endpoint 11 %, idle 8-11 %. Per job the supervisor makes 2 writev and 2 recvfrom \
      (gearmand and the endpoint) and 0.6 epoll_wait; about half of its time is the kernel \

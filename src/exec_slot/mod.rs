@@ -9,16 +9,20 @@
 //! killed, the job fails, the slot takes the next job.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, ExitStatus, Stdio};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag};
 
 use crate::supervisor::spawn::EXEC_TIMEOUTS_ENV;
+
+mod launch;
+
+use launch::{Launcher, Running};
 
 /// Output beyond this fails the job instead of exhausting memory.
 pub const MAX_OUTPUT: usize = 64 * 1024 * 1024;
@@ -81,6 +85,14 @@ pub fn main(command: Vec<String>) -> i32 {
     let stdin = std::io::stdin();
     let mut input = BufReader::new(stdin.lock());
     forward_termination_to_the_command();
+    // After the handlers are in place: the launcher notes which to reset.
+    let mut launcher = match Launcher::new(&command) {
+        Ok(launcher) => launcher,
+        Err(err) => {
+            eprintln!("exec-slot: {}: {err}", command.join(" "));
+            return 1;
+        }
+    };
     // Our own buffered handle on fd 1: std's stdout flushes at every newline,
     // which would split each answer into two writes.
     let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
@@ -110,7 +122,7 @@ pub fn main(command: Vec<String>) -> i32 {
             return 1;
         }
         let timeout = timeouts.get(&name).copied();
-        let result = run_once(&command, workload, timeout);
+        let result = run_once(&mut launcher, workload, timeout);
         let (word, body) = match result {
             RunResult::Done(bytes) => ("DONE", bytes),
             RunResult::Fail(message) => ("FAIL", message.into_bytes()),
@@ -150,36 +162,30 @@ fn parse_job_header(line: &[u8]) -> Option<(String, usize)> {
 /// of an async runtime's child handling (no epoll registrations, no
 /// non-blocking flag on every pipe), and starting the command is most of
 /// what an exec job costs besides the command itself.
-pub fn run_once(command: &[String], workload: Vec<u8>, timeout: Option<Duration>) -> RunResult {
-    let spawned = std::process::Command::new(&command[0])
-        .args(&command[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so that a timeout kills what it forked too. No
-        // pre_exec hook: without one the command starts through posix_spawn
-        // (vfork), several times cheaper per job than a full fork.
-        .process_group(0)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(err) => return RunResult::Fail(format!("cannot run {}: {err}", command[0])),
+pub fn run_once(
+    launcher: &mut Launcher,
+    workload: Vec<u8>,
+    timeout: Option<Duration>,
+) -> RunResult {
+    let running = match launcher.start() {
+        Ok(running) => running,
+        Err(err) => return RunResult::Fail(format!("cannot run {}: {err}", launcher.name())),
     };
-    let pid = child.id() as i32;
+    let pid = running.pid;
     RUNNING_GROUP.store(pid, Ordering::SeqCst);
     let deadline = timeout.map(|limit| Instant::now() + limit);
-    let mut io = ChildIo::new(&mut child, workload);
-    let ran = io.run(&mut child, deadline);
+    let mut io = ChildIo::new(running, workload);
+    let ran = io.run(deadline);
     RUNNING_GROUP.store(0, Ordering::SeqCst);
     let status = match ran {
         Ok(status) => status,
         Err(stopped) => {
             kill_group(pid);
-            let _ = child.wait();
+            let _ = launch::wait_for(pid);
             return RunResult::Fail(match stopped {
                 Stopped::TimedOut => timeout_message(timeout.unwrap_or_default()),
                 Stopped::TooMuchOutput => format!("output exceeds {} MiB", MAX_OUTPUT >> 20),
-                Stopped::Failed(err) => format!("running {}: {err}", command[0]),
+                Stopped::Failed(err) => format!("running {}: {err}", launcher.name()),
             });
         }
     };
@@ -207,45 +213,56 @@ const STDERR_KEPT: usize = 1 << 20;
 /// The running command's pipes, the workload still to write and what it
 /// wrote so far.
 struct ChildIo {
-    stdin: Option<ChildStdin>,
+    pid: libc::pid_t,
+    stdin: Option<File>,
     workload: Vec<u8>,
     written: usize,
-    stdout: Option<ChildStdout>,
+    stdout: Option<File>,
     out: Vec<u8>,
-    stderr: Option<ChildStderr>,
+    stderr: Option<File>,
     err: Vec<u8>,
-    /// Readable once the command has exited; `None` on kernels without
-    /// `pidfd_open` (before 5.3), where the loop checks with `waitpid`.
+    /// Readable once the command has exited; `None` on kernels before 5.2,
+    /// where the loop checks with `waitpid`.
     pidfd: Option<OwnedFd>,
     exited: Option<ExitStatus>,
 }
 
 impl ChildIo {
-    fn new(child: &mut Child, workload: Vec<u8>) -> ChildIo {
-        let mut stdin = child.stdin.take();
-        if workload.is_empty() {
-            stdin = None;
-        } else if let Some(pipe) = &stdin {
-            // Writes must never block the loop: a command may answer before
-            // reading all of a large workload.
-            let _ = nix::fcntl::fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        }
-        ChildIo {
-            stdin,
+    fn new(running: Running, workload: Vec<u8>) -> ChildIo {
+        let mut io = ChildIo {
+            pid: running.pid,
+            stdin: Some(running.stdin),
             workload,
             written: 0,
-            stdout: child.stdout.take(),
+            stdout: Some(running.stdout),
             out: Vec::new(),
-            stderr: child.stderr.take(),
+            stderr: Some(running.stderr),
             err: Vec::new(),
-            pidfd: pidfd_open(child.id()),
+            pidfd: running.pidfd,
             exited: None,
+        };
+        io.feed_at_once_or_prepare();
+        io
+    }
+
+    /// A workload that fits a pipe's atomic write goes in now, in one write
+    /// that cannot block (the pipe is new and empty), and stdin closes; a
+    /// larger one is fed as the pipe drains, without ever blocking the loop,
+    /// because a command may answer before reading all of it.
+    fn feed_at_once_or_prepare(&mut self) {
+        let Some(pipe) = &mut self.stdin else { return };
+        if self.workload.len() <= libc::PIPE_BUF {
+            // A command that exited without reading its input is fine.
+            let _ = pipe.write_all(&self.workload);
+            self.stdin = None;
+        } else {
+            let _ = nix::fcntl::fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
         }
     }
 
     /// Until the command has exited and closed its output (as a shell's
     /// `$(...)` waits for both), or the deadline passes.
-    fn run(&mut self, child: &mut Child, deadline: Option<Instant>) -> Result<ExitStatus, Stopped> {
+    fn run(&mut self, deadline: Option<Instant>) -> Result<ExitStatus, Stopped> {
         loop {
             if let Some(status) = self.exited {
                 if self.stdout.is_none() && self.stderr.is_none() {
@@ -307,7 +324,7 @@ impl ChildIo {
             let exit_seen =
                 exit_fd.is_some_and(|p| fds.iter().any(|fd| fd.fd == p && fd.revents != 0));
             if self.exited.is_none() && (!polled_exit || exit_seen) {
-                self.exited = child.try_wait().map_err(Stopped::Failed)?;
+                self.exited = launch::try_wait(self.pid).map_err(Stopped::Failed)?;
             }
         }
     }
@@ -350,28 +367,27 @@ impl ChildIo {
     }
 }
 
-/// Reads what is there; false at end of file (or a broken pipe).
-fn read_some(pipe: &mut Option<impl Read>, into: &mut Vec<u8>) -> bool {
+/// Reads what is there, straight into `into`'s spare room (no buffer to
+/// clear on every call); false at end of file (or a broken pipe).
+fn read_some(pipe: &mut Option<File>, into: &mut Vec<u8>) -> bool {
     let Some(pipe) = pipe else { return false };
-    let mut chunk = [0u8; 64 * 1024];
-    match pipe.read(&mut chunk) {
-        Ok(0) => false,
-        Ok(n) => {
-            into.extend_from_slice(&chunk[..n]);
+    into.reserve(into.len().max(4096));
+    let spare = into.spare_capacity_mut();
+    // SAFETY: read(2) writes at most `spare.len()` bytes into the vector's
+    // spare capacity, and only the `n` it reports are then counted in.
+    let n = unsafe { libc::read(pipe.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    match n {
+        0 => false,
+        n if n > 0 => {
+            // SAFETY: the first `n` bytes of the spare room were just written.
+            unsafe { into.set_len(into.len() + n as usize) };
             true
         }
-        Err(err) => matches!(
-            err.kind(),
+        _ => matches!(
+            std::io::Error::last_os_error().kind(),
             std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
         ),
     }
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a non-negative result is a descriptor that we now own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn kill_group(pid: i32) {
@@ -400,9 +416,34 @@ mod tests {
         vec!["/bin/sh".into(), "-c".into(), script.into()]
     }
 
+    fn run(command: &[String], workload: Vec<u8>, timeout: Option<Duration>) -> RunResult {
+        run_once(&mut Launcher::new(command).unwrap(), workload, timeout)
+    }
+
+    #[test]
+    fn one_launcher_serves_job_after_job() {
+        let mut launcher = Launcher::new(&["rev".into()]).unwrap();
+        for i in 0..50 {
+            let r = run_once(&mut launcher, format!("job {i}\n").into_bytes(), None);
+            let want: String = format!("job {i}").chars().rev().collect();
+            assert_eq!(r, RunResult::Done(format!("{want}\n").into_bytes()));
+        }
+    }
+
+    #[test]
+    fn a_program_that_cannot_run_fails_the_job_with_why() {
+        let r = run(&["/nonexistent/program".into()], b"x".to_vec(), None);
+        assert_eq!(
+            r,
+            RunResult::Fail(
+                "cannot run /nonexistent/program: No such file or directory (os error 2)".into()
+            )
+        );
+    }
+
     #[test]
     fn stdout_is_the_result() {
-        let r = run_once(
+        let r = run(
             &["tr".into(), "a-z".into(), "A-Z".into()],
             b"hello".to_vec(),
             None,
@@ -412,16 +453,16 @@ mod tests {
 
     #[test]
     fn failure_carries_the_last_stderr_line() {
-        let r = run_once(&sh("echo one >&2; echo two >&2; exit 3"), vec![], None);
+        let r = run(&sh("echo one >&2; echo two >&2; exit 3"), vec![], None);
         assert_eq!(r, RunResult::Fail("two".into()));
-        let r = run_once(&sh("exit 4"), vec![], None);
+        let r = run(&sh("exit 4"), vec![], None);
         assert_eq!(r, RunResult::Fail("exited with status 4".into()));
     }
 
     #[test]
     fn timeout_kills_the_command() {
         let started = std::time::Instant::now();
-        let r = run_once(&sh("sleep 30"), vec![], Some(Duration::from_secs(1)));
+        let r = run(&sh("sleep 30"), vec![], Some(Duration::from_secs(1)));
         assert_eq!(r, RunResult::Fail("timeout after 1s".into()));
         assert!(is_timeout_message("timeout after 1s"));
         assert!(!is_timeout_message("timeout after lunch"));
@@ -433,13 +474,13 @@ mod tests {
         // Far over a pipe's buffer both ways: writing all of it before
         // reading would deadlock against `cat`.
         let workload: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
-        let r = run_once(&["cat".into()], workload.clone(), None);
+        let r = run(&["cat".into()], workload.clone(), None);
         assert_eq!(r, RunResult::Done(workload));
     }
 
     #[test]
     fn a_command_that_ignores_its_input_is_fine() {
-        let r = run_once(&sh("echo ok"), vec![b'x'; 1 << 20], None);
+        let r = run(&sh("echo ok"), vec![b'x'; 1 << 20], None);
         assert_eq!(r, RunResult::Done(b"ok\n".to_vec()));
     }
 
