@@ -150,6 +150,12 @@ fn missing_and_non_executable_commands() {
         "command = \"no-such-program-anywhere\"\n[jobs.a]\n",
     );
     assert_refused(&lib, "T/W.toml", &["command", "not found on PATH"]);
+    let lib = Lib::new();
+    lib.file(
+        "T/W.toml",
+        "command = [\"/bin/echo\", \"a\\u0000b\"]\nprotocol = \"exec\"\n[jobs.a]\n",
+    );
+    assert_refused(&lib, "T/W.toml", &["command", "word 2 holds a NUL byte"]);
 }
 
 #[test]

@@ -724,6 +724,13 @@ fn stop_signal_of(
 /// The argv of a command, its program resolved.
 fn resolve_command(command: &CommandSpec, dir: &Path) -> Result<Vec<String>, String> {
     let mut argv = command.to_argv()?;
+    if let Some(i) = argv.iter().position(|arg| arg.contains('\0')) {
+        // execve takes C strings: the process could never be started.
+        return Err(format!(
+            "command word {} holds a NUL byte (\\u0000), which no program can be given",
+            i + 1
+        ));
+    }
     argv[0] = resolve_program(&argv[0], dir)?
         .to_string_lossy()
         .into_owned();
