@@ -22,6 +22,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
+use crate::config::jobs::resolve_program;
+
 /// Room for the child's few calls before `execve`; glibc gives its
 /// `posix_spawn` child 36 KiB.
 const CHILD_STACK: usize = 64 * 1024;
@@ -258,36 +260,13 @@ fn restore_signal_mask(old: &libc::sigset_t) {
 /// A pipe whose both ends close on exec (the child's end is dup2'd onto
 /// 0, 1 or 2, which clears the flag there).
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills `fds` with two new descriptors on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are new and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
-/// `program` as `execvp` would find it: as given when it holds a `/`, else
-/// the first executable file of that name in `PATH`, else as given (and
-/// `execve` says why it cannot run).
+/// `program` as the config found it (a bare name on `PATH`), else as given,
+/// and `execve` says why it cannot run.
 fn resolve(program: &str) -> PathBuf {
-    if program.contains('/') {
-        return PathBuf::from(program);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable_file(candidate))
-        .unwrap_or_else(|| PathBuf::from(program))
-}
-
-fn is_executable_file(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) on a valid C string.
-    let executable = unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0;
-    executable && path.is_file()
+    resolve_program(program, Path::new(".")).unwrap_or_else(|_| PathBuf::from(program))
 }
 
 /// Whether the command has exited, without waiting.
