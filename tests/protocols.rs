@@ -148,6 +148,56 @@ fn killing_an_exec_slot_replaces_it() {
     );
 }
 
+/// A package upgrade replaces the binary on disk under a running driver. Its
+/// exec slots are the binary itself: one started after that still has to be
+/// this version, and has to start at all.
+#[test]
+fn an_exec_slot_started_after_the_binary_was_replaced_on_disk_runs() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file("E/Up.toml", "command = [\"tr\", \"a-z\", \"A-Z\"]\nprotocol = \"exec\"\n[jobs.upcase]\nmin_processes = 1\nmax_processes = 1\n");
+    let bin = tempfile::tempdir().unwrap();
+    let exe = bin.path().join("gearman-driver");
+    std::fs::copy(env!("CARGO_BIN_EXE_gearman-driver"), &exe).unwrap();
+    let driver = Driver::start_program(&exe, &lib, &gearmand, "E", &["--interval", "0.5"]);
+    driver.wait_processes("E::Up::upcase", 1, Duration::from_secs(10));
+    let before = driver.pids("E::Up::upcase");
+
+    // As dpkg does: the new file is renamed over the old one, whose inode
+    // lives on only as the running image. This "new version" cannot serve.
+    let replacement = bin.path().join("gearman-driver.dpkg-new");
+    std::fs::write(&replacement, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(
+        &replacement,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::rename(&replacement, &exe).unwrap();
+
+    assert_eq!(driver.console(&format!("kill {}", before[0])), vec!["OK"]);
+    let after = wait_for(Duration::from_secs(10), "a replacement slot", || {
+        let now = driver.pids("E::Up::upcase");
+        (now.len() == 1 && now[0] != before[0]).then(|| now[0])
+    });
+    assert_eq!(
+        submit(&gearmand, "E::Up::upcase", b"still served")
+            .result
+            .as_deref(),
+        Some(&b"STILL SERVED"[..])
+    );
+    let cmdline = std::fs::read(format!("/proc/{after}/cmdline")).unwrap();
+    assert!(
+        cmdline.starts_with(exe.to_string_lossy().as_bytes()),
+        "ps shows the path the driver was started as: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    assert_eq!(
+        driver.pids("E::Up::upcase"),
+        vec![after],
+        "the slot served without a restart"
+    );
+}
+
 #[test]
 fn killing_an_exec_slot_mid_job_ends_its_command_too() {
     let gearmand = Gearmand::start();

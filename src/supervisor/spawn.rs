@@ -29,20 +29,42 @@ pub fn process_env(job: &JobSpec, servers: &[String]) -> Vec<(String, String)> {
     ]
 }
 
+/// What an exec job's slot runs: this very binary, through the kernel's
+/// link to it. `current_exe()` names a path, and once a package upgrade has
+/// replaced that file it reads `... (deleted)`: no slot could start until the
+/// driver itself was upgraded. The link still reaches the running version,
+/// so the supervisor and its slots stay one version until `upgrade`.
+const THIS_BINARY: &str = "/proc/self/exe";
+
 /// The argv actually run: `exec` jobs run behind the resident slot helper.
-pub fn effective_argv(job: &JobSpec) -> std::io::Result<Vec<String>> {
+/// `argv[0]` is what `ps` shows; [`program`] is what is executed.
+pub fn effective_argv(job: &JobSpec) -> Vec<String> {
     match job.protocol {
         Protocol::Exec => {
-            let me = std::env::current_exe()?;
-            let mut argv = vec![
-                me.to_string_lossy().into_owned(),
-                "exec-slot".into(),
-                "--".into(),
-            ];
+            let mut argv = vec![this_binary_name(), "exec-slot".into(), "--".into()];
             argv.extend(job.command.iter().cloned());
-            Ok(argv)
+            argv
         }
-        _ => Ok(job.command.clone()),
+        _ => job.command.clone(),
+    }
+}
+
+/// The file to execute for `argv` of `job` (see [`effective_argv`]).
+fn program<'a>(job: &JobSpec, argv: &'a [String]) -> &'a str {
+    match job.protocol {
+        Protocol::Exec => THIS_BINARY,
+        _ => &argv[0],
+    }
+}
+
+/// The binary's path as started, also after it was replaced on disk.
+fn this_binary_name() -> String {
+    let path = std::env::current_exe()
+        .map(|exe| exe.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "gearman-driver".into());
+    match path.strip_suffix(" (deleted)") {
+        Some(original) => original.to_string(),
+        None => path,
     }
 }
 
@@ -79,10 +101,11 @@ pub struct Spawned {
 
 /// Spawns one process of `job` with piped stdio.
 pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Spawned> {
-    let argv = effective_argv(job)?;
-    let mut cmd = Command::new(&argv[0]);
+    let argv = effective_argv(job);
+    let mut cmd = Command::new(program(job, &argv));
     hide_service_manager(&mut cmd);
-    cmd.args(&argv[1..])
+    cmd.arg0(&argv[0])
+        .args(&argv[1..])
         .current_dir(&job.dir)
         .envs(&job.env)
         .envs(process_env(job, servers))
