@@ -252,8 +252,24 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS in /proc/<pid>/status")
 }
 
-/// CPU time used so far (user + system), from /proc/<pid>/stat.
+/// CPU time used so far by all of `pid`'s threads, also those that have
+/// ended: the process's CPU clock, to the nanosecond. /proc/<pid>/stat
+/// counts whole clock ticks, which is 1.4 % of the 0.7 s a supervisor spends
+/// on 20,000 jobs; it is the fallback.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let mut clock: libc::clockid_t = 0;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls only fill the locals they are given.
+    let read = unsafe {
+        libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) == 0
+            && libc::clock_gettime(clock, &mut now) == 0
+    };
+    if read {
+        return Ok(Duration::new(now.tv_sec as u64, now.tv_nsec as u32));
+    }
     // utime and stime: fields 14 and 15.
     stat_ticks(pid, 14..16)
 }
@@ -280,12 +296,13 @@ fn stat_ticks(pid: u32, fields: std::ops::Range<usize>) -> Result<Duration> {
 }
 
 /// CPU time of a process and everything below it: its own user + system
-/// time, that of the children it has reaped (cutime + cstime), and the same
+/// time, that of the children it has reaped (cutime + cstime, in clock
+/// ticks: only the kernel's tally keeps them), and the same
 /// for each live child, recursively. With the machine shared, this counts
 /// the work a variant costs, which other load sways less than throughput.
 pub fn cpu_tree(pid: u32) -> Result<Duration> {
-    // utime, stime, cutime, cstime: fields 14 to 17.
-    let mut total = stat_ticks(pid, 14..18)?;
+    // cutime and cstime (children reaped so far): fields 16 and 17.
+    let mut total = cpu_time(pid)? + stat_ticks(pid, 16..18)?;
     for child in children(pid) {
         // A child may exit between the listing and the reading.
         if let Ok(t) = cpu_tree(child) {
@@ -386,5 +403,30 @@ impl SyscallCount {
             .next()?
             .parse()
             .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first advance seen is far below a clock tick (10 ms at the usual
+    /// 100 Hz), as /proc/<pid>/stat could never show it.
+    #[test]
+    fn cpu_time_reads_below_a_clock_tick() {
+        let me = std::process::id();
+        let start = cpu_time(me).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut now = start;
+        while now == start && std::time::Instant::now() < deadline {
+            now = cpu_time(me).unwrap();
+        }
+        let step = now - start;
+        assert!(
+            step > Duration::ZERO && step < Duration::from_millis(1),
+            "{step:?}"
+        );
+        let ticks = stat_ticks(me, 14..16).unwrap();
+        assert!(ticks <= now + Duration::from_millis(20), "{ticks:?} against {now:?}");
     }
 }
