@@ -61,6 +61,17 @@ pub const THROUGHPUT: &[&str] = &[
      that speaks Gearman itself, and the Python helper, which adds its interpreter to the same \
      path, below that; a worker that must come closer holds gearmand's connection itself \
      (`protocol = \"gearman\"`).",
+    "Throughput, stdio, the bound (2026-11-24, from the committed full run of 03:22 UTC): \
+     both variants keep the machine busy (idle 5 % under the plain workers, 8 % under stdio), \
+     so throughput follows the CPU the machine spends per job: 81.5 µs under the plain \
+     workers, 112 µs under stdio. The 30 µs between them is the supervisor's own CPU per job \
+     (33 µs), about half of it in the kernel. 0.90 × the plain worker would leave the relay \
+     under 9 µs per job, less than its kernel time alone: the pipe write that wakes the \
+     process and the socket write that wakes gearmand are each a wake-up on the other core. \
+     With spare members the same relay keeps up: 32 stdio processes ran at 1.01 × the 4 plain \
+     workers in the pool-size table. The Python helper runs the same relay plus an \
+     interpreter (8 µs of Python per job in a loop without I/O), so its row stays below the \
+     stdio Rust row and cannot reach 0.80 × while that row is at 0.68 ×.",
     "Throughput, exec: `rev` itself (dynamic loading, libc start-up) is 58 % of all CPU, the \
      command between clone and exec 7 %, the four slots 15 %, the supervisor 6 %, gearmand \
      8 %. The C CLI pays the same start of `rev` per job. A slot now runs each command in one \
@@ -105,4 +116,16 @@ pub const THROUGHPUT: &[&str] = &[
      running slower per job, with no single place to remove. Scraping is not the cost: with \
      the listener on and scraped only once, the ratio was 1.076 × (7 rounds); two more 7-round \
      runs with the scraper gave 1.048 × and 1.031 ×.",
+    "Throughput, metrics cost, second look (2026-11-24): `strace -c -f` on the supervisor \
+     over 5 s of each variant counted the same calls per job with metrics on and off (one \
+     writev, write, recvfrom and read, 0.65 epoll_wait; 5 futex in all). Its threads' \
+     /proc schedstat: the HTTP thread used 7 ms of CPU in 10 s against 6.6 s on the main \
+     thread. Builds with parts switched off, 7 paired rounds each: recorder and history off \
+     with the listener serving, 1.052 ×; no listener, only a thread answering the scraper's \
+     requests with an empty 200, 1.053 × and 1.000 ×; neither variant with listener or \
+     scraper (the same build twice), 1.000 × and 0.985 ×. The unchanged build gave 1.039 ×, \
+     1.071 × and 1.060 × that morning. The ratio moves by about ±3 % from run to run, as much \
+     as the target; turning the recorder and the history off did not remove the rest. \
+     The benchmark now reads a process's CPU from its CPU clock in nanoseconds; /proc's \
+     clock ticks were 1.4 % of one measurement.",
 ];

@@ -427,6 +427,9 @@ mod tests {
             "{step:?}"
         );
         let ticks = stat_ticks(me, 14..16).unwrap();
-        assert!(ticks <= now + Duration::from_millis(20), "{ticks:?} against {now:?}");
+        assert!(
+            ticks <= now + Duration::from_millis(20),
+            "{ticks:?} against {now:?}"
+        );
     }
 }
