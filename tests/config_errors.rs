@@ -230,6 +230,29 @@ fn driver_config_errors_name_the_config_file() {
 }
 
 #[test]
+fn worker_scheduling_names_the_policies_it_takes() {
+    let lib = Lib::new();
+    lib.file("T/W.toml", "command = \"/bin/cat\"\n[jobs.a]\n");
+    let cfg = lib.file("sched.toml", "interval = 1\nworker_scheduling = \"fifo\"\n");
+    let (code, _, err) = check(&lib, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    for needle in [
+        cfg.to_str().unwrap(),
+        ":2:",
+        "worker_scheduling",
+        "`batch` or `normal`",
+    ] {
+        assert!(err.contains(needle), "mentions {needle:?}: {err}");
+    }
+    let cfg = lib.file("normal.toml", "worker_scheduling = \"normal\"\n");
+    let (code, _, err) = check(&lib, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = check(&lib, &["--worker-scheduling", "idle"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("possible values: batch, normal"), "{err}");
+}
+
+#[test]
 fn run_refuses_a_bad_config_too() {
     let lib = Lib::new();
     lib.file("T/W.toml", "command = \"/bin/cat\"\n[jobs.a]\nbogus = 1\n");

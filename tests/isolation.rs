@@ -275,3 +275,41 @@ fn unknown_users_groups_limits_and_bad_umasks_name_file_key_and_line() {
         "{err}"
     );
 }
+
+/// Starts a driver on a stdio and an exec probe of their CPU scheduling
+/// policy and returns what each reported (`os.sched_getscheduler`).
+fn scheduling_policies(extra: &[&str]) -> (String, String) {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file(
+        "T/w.py",
+        &python_worker("result = str(os.sched_getscheduler(0)).encode()"),
+    );
+    lib.file(
+        "T/W.toml",
+        "command = [\"/usr/bin/python3\", \"w.py\"]\n[jobs.policy]\n",
+    );
+    lib.file(
+        "T/E.toml",
+        "command = [\"/usr/bin/python3\", \"-c\", \"import os; print(os.sched_getscheduler(0), end='')\"]\n\
+         protocol = \"exec\"\n[jobs.policy]\n",
+    );
+    let _driver = Driver::start(&lib, &gearmand, "T", extra);
+    let answer = |function: &str| {
+        let reply = submit(&gearmand, function, b"");
+        let bytes = reply.result.unwrap_or_else(|| panic!("{function} answers"));
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    (answer("T::W::policy"), answer("T::E::policy"))
+}
+
+#[test]
+fn worker_processes_run_sched_batch_unless_told_normal() {
+    let batch = libc::SCHED_BATCH.to_string();
+    assert_eq!(scheduling_policies(&[]), (batch.clone(), batch));
+    let normal = libc::SCHED_OTHER.to_string();
+    assert_eq!(
+        scheduling_policies(&["--worker-scheduling", "normal"]),
+        (normal.clone(), normal)
+    );
+}

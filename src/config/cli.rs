@@ -235,6 +235,15 @@ pub struct RunFlags {
         value_name = "FORMAT"
     )]
     pub log_format: Option<LogFormat>,
+    /// CPU scheduling policy of the worker processes (default batch: they do
+    /// not preempt the supervisor that relays their jobs).
+    #[arg(
+        global = true,
+        long = "worker-scheduling",
+        alias = "worker_scheduling",
+        value_name = "POLICY"
+    )]
+    pub worker_scheduling: Option<super::isolation::WorkerScheduling>,
     /// Write the supervisor's PID to this file; refuse to start if a live supervisor holds it.
     #[arg(
         global = true,

@@ -81,6 +81,7 @@ pub struct DriverFile {
     pub logfile: Option<String>,
     pub loglevel: Option<String>,
     pub log_format: Option<crate::logging::LogFormat>,
+    pub worker_scheduling: Option<super::isolation::WorkerScheduling>,
     pub pid_file: Option<String>,
     pub daemonize: Option<bool>,
     pub user: Option<String>,

@@ -28,6 +28,36 @@ pub struct Isolation {
     pub rlimits: Vec<Rlimit>,
 }
 
+/// `worker_scheduling` / `--worker-scheduling`: the CPU scheduling policy of
+/// every process the driver starts (systemd's `CPUSchedulingPolicy=`).
+///
+/// `batch` is the default because the supervisor relays every stdio job:
+/// under `normal`, the pipe write that hands a process its job lets the
+/// woken process preempt the supervisor on the spot (wake-up preemption),
+/// which then cannot relay the other jobs of the same wake-up until it is
+/// scheduled again. A `SCHED_BATCH` process gets the same share of the CPU
+/// at the same nice value; it only waits for the next scheduling point
+/// instead of preempting the task that woke it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerScheduling {
+    /// `SCHED_BATCH`: no wake-up preemption of the supervisor.
+    #[default]
+    Batch,
+    /// `SCHED_OTHER`, as the driver itself runs.
+    Normal,
+}
+
+impl WorkerScheduling {
+    /// The policy for `sched_setscheduler`.
+    pub fn policy(self) -> libc::c_int {
+        match self {
+            WorkerScheduling::Batch => libc::SCHED_BATCH,
+            WorkerScheduling::Normal => libc::SCHED_OTHER,
+        }
+    }
+}
+
 /// A user and group to switch to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -61,6 +61,8 @@ pub struct Settings {
     pub logfile: Option<PathBuf>,
     pub loglevel: tracing::Level,
     pub log_format: LogFormat,
+    /// The CPU scheduling policy of every process the driver starts.
+    pub worker_scheduling: isolation::WorkerScheduling,
     pub pid_file: Option<PathBuf>,
     pub daemonize: bool,
     /// Worker processes run as this user (the driver must be root).
@@ -354,6 +356,10 @@ fn merge(
             .or(file.logfile.as_deref().map(rel_file)),
         loglevel,
         log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+        worker_scheduling: flags
+            .worker_scheduling
+            .or(file.worker_scheduling)
+            .unwrap_or_default(),
         pid_file: flags
             .pid_file
             .as_ref()

@@ -746,7 +746,7 @@ impl Supervisor {
         if spec.protocol == Protocol::Http {
             return self.start_slot(name, spec, WorkerId::slot(seq), reason);
         }
-        let spawned = match spawn::spawn(&spec, &self.servers) {
+        let spawned = match spawn::spawn(&spec, &self.servers, self.settings.worker_scheduling) {
             Ok(spawned) => spawned,
             Err(err) => {
                 let why = format!("cannot start {}: {err}", spec.command[0]);

@@ -181,6 +181,7 @@ impl Supervisor {
         self.settings.max_idle_time = loaded.settings.max_idle_time;
         self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
         self.settings.unknown_job_command = loaded.settings.unknown_job_command;
+        self.settings.worker_scheduling = loaded.settings.worker_scheduling;
         lines.extend(self.schedules.reload(loaded.settings.schedules));
         if self.settings.admin_token != loaded.settings.admin_token {
             lines.push("admin token: changed".into());

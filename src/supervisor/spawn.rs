@@ -13,7 +13,7 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
-use crate::config::isolation::{Identity, Isolation};
+use crate::config::isolation::{Identity, Isolation, WorkerScheduling};
 use crate::config::{JobSpec, Protocol};
 
 /// Environment variables every process gets besides the worker file's `env`.
@@ -100,7 +100,11 @@ pub struct Spawned {
 }
 
 /// Spawns one process of `job` with piped stdio.
-pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Spawned> {
+pub fn spawn(
+    job: &JobSpec,
+    servers: &[String],
+    scheduling: WorkerScheduling,
+) -> std::io::Result<Spawned> {
     let argv = effective_argv(job);
     let mut cmd = Command::new(program(job, &argv));
     hide_service_manager(&mut cmd);
@@ -117,11 +121,12 @@ pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Spawned> {
     }
     let parent = std::process::id() as libc::pid_t;
     let isolation = job.isolation.clone();
-    // SAFETY: only async-signal-safe calls (setpgid, umask, setrlimit,
-    // setgroups, setgid, setuid, prctl, getppid, _exit) run between fork and
-    // exec, on data prepared before the fork.
+    let policy = scheduling.policy();
+    // SAFETY: only async-signal-safe calls (setpgid, sched_setscheduler,
+    // umask, setrlimit, setgroups, setgid, setuid, prctl, getppid, _exit) run
+    // between fork and exec, on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || prepare_child(parent, &isolation));
+        cmd.pre_exec(move || prepare_child(parent, policy, &isolation));
     }
     let mut child = cmd.spawn()?;
     let piped = || std::io::Error::other("a pipe of the new process is missing");
@@ -138,10 +143,20 @@ pub fn spawn(job: &JobSpec, servers: &[String]) -> std::io::Result<Spawned> {
 /// set while still privileged (only root may raise a hard limit), then the
 /// user changes, and only then the parent-death signal, because a change of
 /// credentials clears it.
-fn prepare_child(parent: libc::pid_t, isolation: &Isolation) -> std::io::Result<()> {
+fn prepare_child(
+    parent: libc::pid_t,
+    policy: libc::c_int,
+    isolation: &Isolation,
+) -> std::io::Result<()> {
     // SAFETY: plain syscalls on plain data.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Priority 0 is the only one these two policies take; any user may
+        // switch between them.
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, policy, &param) != 0 {
             return Err(std::io::Error::last_os_error());
         }
         if let Some(mask) = isolation.umask {
