@@ -148,4 +148,11 @@ pub const THROUGHPUT: &[&str] = &[
      batch. The Python helper stayed within the noise (0.54-0.68 × either way): its \
      interpreter is the larger part of its cost. Latency with one job in flight did not \
      move (stdio p50 253-277 µs either way).",
+    "Latency and exec on the machine of 2026-12-07 (Intel Xeon; the runs before were on AMD \
+     EPYC): the plain worker's p50 fell from 250-260 µs to 140-200 µs while every driver row \
+     stayed near its old absolute figure or rose, so the ratios grew, the http row too (1.20 \
+     → 1.9-2.1 ×), whose slots start no process. Paired latency runs (`--scenario latency \
+     --runs 5`, `--worker-scheduling normal` and the default in turn, two pairs): stdio p50 \
+     334 and 304 µs under normal, 320 and 332 µs under batch, so the policy is not the cause. \
+     exec measured 1.02 × the C CLI here against 1.13 × there; not investigated further.",
 ];
