@@ -148,6 +148,21 @@ fn killing_an_exec_slot_replaces_it() {
     );
 }
 
+/// Slots run through `/proc/self/exe`; `top`, `pgrep` and `killall` read
+/// the kernel's name for a process, which would be `exe`.
+#[test]
+fn exec_slots_go_by_the_driver_binary_name() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file("E/Up.toml", "command = [\"tr\", \"a-z\", \"A-Z\"]\nprotocol = \"exec\"\n[jobs.upcase]\nmin_processes = 2\nmax_processes = 2\n");
+    let driver = Driver::start(&lib, &gearmand, "E", &[]);
+    driver.wait_processes("E::Up::upcase", 2, Duration::from_secs(10));
+    for pid in driver.pids("E::Up::upcase") {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim_end(), "gearman-driver", "slot {pid}");
+    }
+}
+
 /// A package upgrade replaces the binary on disk under a running driver. Its
 /// exec slots are the binary itself: one started after that still has to be
 /// this version, and has to start at all.

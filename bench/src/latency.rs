@@ -3,7 +3,9 @@
 //! of running a worker. Every job finds its workers asleep, so this is the
 //! wake-up path (NOOP, GRAB_JOB, JOB_ASSIGN, the process, WORK_COMPLETE)
 //! that throughput at 32 in flight hides. p50 and p99 per round, the ratios
-//! to the plain Rust worker's paired within a round.
+//! to the plain Rust worker's paired within a round. One plain worker alone
+//! is measured too: gearmand wakes all 4 idle plain workers for each job and
+//! the quickest to ask wins, where the driver lets one connection watch.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,8 +21,9 @@ use crate::Env;
 const SCENARIO: &str = "Latency, 1 in flight";
 pub const JOBS: usize = 1_000;
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant::Plain,
+    Variant::PlainOne,
     Variant::StdioRust,
     Variant::StdioPython,
     Variant::Exec,
@@ -64,6 +67,9 @@ pub fn rows(env: &Env, runs: usize, jobs: usize) -> Vec<Row> {
          workers, {runs} run(s) per variant; ratios are to the plain worker's figure of the \
          same round (median over rounds)."
     ));
+    for note in crate::notes::LATENCY {
+        env.note(note.to_string());
+    }
     VARIANTS
         .iter()
         .map(|&v| match errors.get(&v) {
@@ -128,7 +134,7 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Percentiles
     let dir = env.scratch.sub(&format!("latency-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
-    warm_up(&gearmand, &workers.function, jobs)?;
+    warm_up(&gearmand, &workers.function, workers.registered, jobs)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

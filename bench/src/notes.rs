@@ -154,5 +154,51 @@ pub const THROUGHPUT: &[&str] = &[
      → 1.9-2.1 ×), whose slots start no process. Paired latency runs (`--scenario latency \
      --runs 5`, `--worker-scheduling normal` and the default in turn, two pairs): stdio p50 \
      334 and 304 µs under normal, 320 and 332 µs under batch, so the policy is not the cause. \
-     exec measured 1.02 × the C CLI here against 1.13 × there; not investigated further.",
+     exec measured 1.02 × the C CLI here against 1.13 × there (see the exec note of the \
+     same day).",
+    "Throughput, exec, third finding (2026-12-07, the Intel host): `perf record -a -F 3000` \
+     over 5 s of each variant (`--variant exec` and `--variant gearman-cli`, 40,000 jobs). \
+     `rev` was 72.5 % of all CPU under the driver and 69 % under the C CLI, and about a \
+     quarter of it was glibc's dynamic loader finding out about the CPU (`init_cpu_features`, \
+     `handle_intel`, `get_common_indices`, `update_active`: 18 % of all CPU). Each CPUID \
+     there traps to the hypervisor, and on Intel glibc asks for every cache level in turn. \
+     Per job, `rev` took 830 µs of CPU under the driver and 813 µs under the C CLI. The rest \
+     of the path took 210 µs under the driver (the slots 97 µs, most of it the command's \
+     `execve`; the supervisor 52 µs; gearmand 61 µs) against 297 µs under the C CLI (its \
+     processes 231 µs, gearmand 66 µs). The machine sat idle 6 % of the time under the driver \
+     and 2.9 % under the C CLI. So the driver's own part costs 0.7 × the C CLI's, but a start \
+     of `rev` that costs four times that part on this host leaves the whole job at 1.03 ×. \
+     1.1 × would need the driver's part, idle time included, under about 230 µs per job \
+     against 280 µs now.",
+];
+
+/// The latency scenario: where a job's round trip goes when it is alone.
+pub const LATENCY: &[&str] = &[
+    "Latency, where the time goes (2026-12-07, the Intel host): a build with probes (not \
+     committed) read CLOCK_MONOTONIC at each step, in a client and in the driver, over \
+     20,000 sequential jobs onto one stdio process. SUBMIT_JOB → the driver reads NOOP: \
+     66-83 µs. NOOP → JOB_ASSIGN (GRAB_JOB's round trip): 68-78 µs. JOB_ASSIGN → the job is \
+     written to the pipe: 2.5 µs. The pipe round trip (job written → DONE read): 10-11 µs. \
+     DONE → WORK_COMPLETE written: 15-17 µs, nearly all of it the writev. WORK_COMPLETE → \
+     the client has it: 65-68 µs. In all, 233-269 µs. One plain worker with the same \
+     probes: 63 µs, 53 µs, its answer written 5.6 µs after JOB_ASSIGN, then 67 µs: 199 µs. \
+     Every pass through gearmand (its I/O thread, its processing thread, the I/O thread \
+     again) costs 50-80 µs here. On this virtual machine every wake-up of an idle vCPU is a \
+     trip to the hypervisor: two processes passing a byte over pipes take 61 µs per round \
+     trip when each waits on its own CPU, 5.4 µs when they share one. The driver's own steps \
+     add 28 µs. Its pipe round trip also gives gearmand's threads time to fall asleep, so the \
+     answer's write has to wake an idle CPU: 16 µs, against 5.6 µs for a plain worker, which \
+     answers before gearmand's thread has gone to sleep.",
+    "Latency, the plain pool's herd: gearmand wakes all 4 idle plain workers for each job \
+     and the first to ask gets it, so 4 plain workers answer sooner than one (the table's \
+     `1 process` row; p50 120-177 µs against 160-200 µs in most runs by hand). The herd that the \
+     driver's arming removes (src/gearman/arming.rs) is what buys the plain pool its p50. \
+     Letting all 4 of the driver's connections watch (`ARMED = 4`) made the driver slower \
+     (stdio p50 256-298 µs against 209-264 µs): its connections share one thread, so the race \
+     has no quicker runner. The p50 target thus compares the driver with a herd that it \
+     avoids by design. Against one plain worker the stdio row sits at about 1.3-1.4 ×.",
+    "Latency, tried and not kept: a busy-poll window after each job handed to a process (the \
+     supervisor polled epoll without sleeping for 15-50 µs, so that the answer would find it \
+     awake). Latency did not move (stdio p50 290-367 µs against 314 µs without), and \
+     throughput fell in paired runs (0.69 and 0.74 × the ceiling against 0.74 and 0.83 ×).",
 ];

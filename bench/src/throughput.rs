@@ -31,6 +31,10 @@ const LOAD_LIMIT: Duration = Duration::from_secs(300);
 pub enum Variant {
     /// plain-reverse-worker: Gearman spoken directly, no supervisor (the ceiling).
     Plain,
+    /// plain-reverse-worker, one process: no herd of idle connections for
+    /// gearmand to race, as the driver's arming leaves one watcher (a latency
+    /// reference; not in the throughput table).
+    PlainOne,
     /// gearman-driver, stdio protocol, the Rust reverse-worker.
     StdioRust,
     /// As stdio-rust, with the HTTP listener on and /metrics and
@@ -65,6 +69,7 @@ impl Variant {
     pub fn label(self) -> &'static str {
         match self {
             Variant::Plain => "plain Rust worker (ceiling)",
+            Variant::PlainOne => "plain Rust worker, 1 process",
             Variant::StdioRust => "driver stdio, Rust reverse-worker",
             Variant::StdioRustMetrics => "driver stdio, Rust, metrics on + 1 s scraper",
             Variant::StdioPython => "driver stdio, Python reverse.py",
@@ -78,6 +83,7 @@ impl Variant {
     pub fn slug(self) -> &'static str {
         match self {
             Variant::Plain => "plain",
+            Variant::PlainOne => "plain-1",
             Variant::StdioRust => "stdio-rust",
             Variant::StdioRustMetrics => "stdio-rust-metrics",
             Variant::StdioPython => "stdio-python",
@@ -154,8 +160,10 @@ pub fn rows(env: &Env, settings: &Settings) -> Vec<Row> {
             env.http_slots
         ));
     }
+    // One plain worker is measured only when asked for, after the others.
     let mut rows: Vec<Row> = Variant::ALL
         .iter()
+        .chain([Variant::PlainOne].iter())
         .filter(|v| settings.variants.contains(v))
         .map(|&v| match errors.get(&v) {
             Some(e) => Row::error(SCENARIO, v.label(), target(v), e),
@@ -315,7 +323,7 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
     let dir = env.scratch.sub(&format!("throughput-{}-{run}", v.slug()))?;
     let gearmand = Gearmand::start(&env.gearmand, &dir, env.fd_limit)?;
     let workers = start_workers(env, v, &gearmand, &dir)?;
-    warm_up(&gearmand, &workers.function, jobs)?;
+    warm_up(&gearmand, &workers.function, workers.registered, jobs)?;
     let driver = workers._driver.as_ref().map(|d| d.pid());
     let cpu_before = driver.map(cpu_time).transpose()?;
     let machine_before = cpu_totals()?;
@@ -345,18 +353,18 @@ fn measure(env: &Env, v: Variant, jobs: usize, run: usize) -> Result<Measured> {
 /// Jobs per second of `function` once [`PROCESSES`] workers serve it: a
 /// warm-up batch, then `jobs` reverse jobs, every result checked.
 pub fn rate(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<f64> {
-    warm_up(gearmand, function, jobs)?;
+    warm_up(gearmand, function, PROCESSES, jobs)?;
     let result = load(&gearmand.addr(), function, jobs)?;
     result.verify()?;
     Ok(jobs as f64 / result.elapsed.as_secs_f64())
 }
 
-/// Waits for [`PROCESSES`] workers of `function`, then runs a checked
+/// Waits for `workers` workers of `function`, then runs a checked
 /// warm-up batch of a tenth of `jobs` (100 to 1,000).
-pub fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
+pub fn warm_up(gearmand: &Gearmand, function: &str, workers: usize, jobs: usize) -> Result<()> {
     gearmand
         .admin()?
-        .wait_workers(function, PROCESSES as u64, Duration::from_secs(60))?;
+        .wait_workers(function, workers as u64, Duration::from_secs(60))?;
     let warm_up = (jobs / 10).clamp(100, 1_000);
     load(&gearmand.addr(), function, warm_up)?.verify()
 }
@@ -364,6 +372,8 @@ pub fn warm_up(gearmand: &Gearmand, function: &str, jobs: usize) -> Result<()> {
 /// The worker processes of one variant; stopped when dropped.
 pub struct Workers {
     pub function: String,
+    /// How many workers gearmand lists for `function` once all are up.
+    pub registered: usize,
     /// Stopped before the driver (fields drop in order).
     scraper: Option<Scraper>,
     _guards: Vec<Guard>,
@@ -375,11 +385,12 @@ pub fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> 
     let py_script = env.reverse_py.to_string_lossy();
     let rust = env.reverse_worker.to_string_lossy();
     match v {
-        Variant::Plain => {
+        Variant::Plain | Variant::PlainOne => {
             let addr = gearmand.addr();
             let mut cmd = Command::new(&env.plain_worker);
             cmd.args(["--server", &addr, "--function", "reverse"]);
-            spawn_copies(cmd, "plain-reverse-worker", dir)
+            let n = if v == Variant::PlainOne { 1 } else { PROCESSES };
+            spawn_copies(cmd, "plain-reverse-worker", dir, n)
         }
         Variant::GearmanCli => {
             let port = gearmand.port.to_string();
@@ -395,7 +406,12 @@ pub fn start_workers(env: &Env, v: Variant, gearmand: &Gearmand, dir: &Path) -> 
                 "--",
                 "rev",
             ]);
-            spawn_copies(cmd, "gearman -w (Debian package gearman-tools)", dir)
+            spawn_copies(
+                cmd,
+                "gearman -w (Debian package gearman-tools)",
+                dir,
+                PROCESSES,
+            )
         }
         Variant::StdioRust => under_driver(env, gearmand, dir, "StdioRust", &[&rust], "stdio"),
         Variant::StdioRustMetrics => {
@@ -459,10 +475,11 @@ pub fn spawn_n_copies(cmd: &mut Command, name: &str, dir: &Path, n: usize) -> Re
     (0..n).map(|_| Guard::spawn(cmd, name, None)).collect()
 }
 
-fn spawn_copies(mut cmd: Command, name: &str, dir: &Path) -> Result<Workers> {
-    let guards = spawn_copies_of(&mut cmd, name, dir)?;
+fn spawn_copies(mut cmd: Command, name: &str, dir: &Path, n: usize) -> Result<Workers> {
+    let guards = spawn_n_copies(&mut cmd, name, dir, n)?;
     Ok(Workers {
         function: "reverse".into(),
+        registered: n,
         scraper: None,
         _guards: guards,
         _driver: None,
@@ -534,6 +551,7 @@ pub fn driver_with(
     })?;
     Ok(Workers {
         function: format!("{namespace}::reverse"),
+        registered: PROCESSES,
         scraper: None,
         _guards: Vec::new(),
         _driver: Some(driver),

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -79,8 +80,27 @@ pub enum RunResult {
     Fail(String),
 }
 
+/// The slot is started through `/proc/self/exe`, so the kernel names it
+/// `exe`: that is what `top`, `pgrep` and `killall` would see. It takes
+/// the name of the binary `ps` shows in its argv instead.
+fn take_the_name_ps_shows() {
+    let Some(argv0) = std::env::args_os().next() else {
+        return;
+    };
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .unwrap_or(&argv0)
+        .as_bytes()
+        .to_vec();
+    if let Ok(name) = std::ffi::CString::new(name) {
+        // Only a label: a slot that keeps `exe` works the same.
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+}
+
 /// Serves jobs until stdin closes. Returns the process exit code.
 pub fn main(command: Vec<String>) -> i32 {
+    take_the_name_ps_shows();
     let timeouts = parse_timeouts(&std::env::var(EXEC_TIMEOUTS_ENV).unwrap_or_default());
     let stdin = std::io::stdin();
     let mut input = BufReader::new(stdin.lock());
