@@ -83,7 +83,7 @@ impl Variant {
     pub fn slug(self) -> &'static str {
         match self {
             Variant::Plain => "plain",
-            Variant::PlainOne => "plain-1",
+            Variant::PlainOne => "plain-one",
             Variant::StdioRust => "stdio-rust",
             Variant::StdioRustMetrics => "stdio-rust-metrics",
             Variant::StdioPython => "stdio-python",
