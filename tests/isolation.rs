@@ -276,11 +276,8 @@ fn unknown_users_groups_limits_and_bad_umasks_name_file_key_and_line() {
     );
 }
 
-/// Starts a driver on a stdio and an exec probe of their CPU scheduling
-/// policy and returns what each reported (`os.sched_getscheduler`).
-fn scheduling_policies(extra: &[&str]) -> (String, String) {
-    let gearmand = Gearmand::start();
-    let lib = Lib::new();
+/// `T::W::policy`: a stdio worker answering its CPU scheduling policy.
+fn stdio_policy_probe(lib: &Lib) {
     lib.file(
         "T/w.py",
         &python_worker("result = str(os.sched_getscheduler(0)).encode()"),
@@ -289,6 +286,14 @@ fn scheduling_policies(extra: &[&str]) -> (String, String) {
         "T/W.toml",
         "command = [\"/usr/bin/python3\", \"w.py\"]\n[jobs.policy]\n",
     );
+}
+
+/// Starts a driver on a stdio and an exec probe of their CPU scheduling
+/// policy and returns what each reported (`os.sched_getscheduler`).
+fn scheduling_policies(extra: &[&str]) -> (String, String) {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    stdio_policy_probe(&lib);
     lib.file(
         "T/E.toml",
         "command = [\"/usr/bin/python3\", \"-c\", \"import os; print(os.sched_getscheduler(0), end='')\"]\n\
@@ -312,4 +317,40 @@ fn worker_processes_run_sched_batch_unless_told_normal() {
         scheduling_policies(&["--worker-scheduling", "normal"]),
         (normal.clone(), normal)
     );
+}
+
+/// A reload's `worker_scheduling` applies to the processes started after
+/// it; the running ones keep the policy they started under.
+#[test]
+fn a_reloaded_worker_scheduling_applies_to_processes_started_after_it() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    stdio_policy_probe(&lib);
+    let cfg = lib.file("driver.toml", "worker_scheduling = \"batch\"\n");
+    let driver = Driver::start(&lib, &gearmand, "T", &["--config", cfg.to_str().unwrap()]);
+    let policy = || {
+        let reply = submit(&gearmand, "T::W::policy", b"");
+        String::from_utf8(reply.result.expect("the probe answers").to_vec()).unwrap()
+    };
+    let (batch, normal) = (libc::SCHED_BATCH.to_string(), libc::SCHED_OTHER.to_string());
+    assert_eq!(policy(), batch);
+    let first = driver.pids("T::W::policy");
+
+    std::fs::write(&cfg, "worker_scheduling = \"normal\"\n").unwrap();
+    assert_eq!(
+        driver.console("reload"),
+        [
+            "OK",
+            "worker_scheduling: batch -> normal; processes started from now on"
+        ]
+    );
+    assert_eq!(policy(), batch, "the running process keeps its policy");
+
+    assert_eq!(driver.console("killall T::W::policy")[0], "OK");
+    wait_for(Duration::from_secs(10), "a new process", || {
+        let pids = driver.pids("T::W::policy");
+        (pids.len() == 1 && pids != first).then_some(())
+    });
+    assert_eq!(policy(), normal);
+    assert_eq!(driver.console("reload"), ["OK", "nothing changed"]);
 }

@@ -56,6 +56,14 @@ impl WorkerScheduling {
             WorkerScheduling::Normal => libc::SCHED_OTHER,
         }
     }
+
+    /// The name the configuration takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerScheduling::Batch => "batch",
+            WorkerScheduling::Normal => "normal",
+        }
+    }
 }
 
 /// A user and group to switch to.

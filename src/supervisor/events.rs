@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::member::WorkerId;
 use super::sampling::Usage;
+use crate::policy::MemberChange;
 
 /// From a member's task (a process's or an http slot's) to the supervisor.
 #[derive(Debug)]
@@ -61,6 +62,15 @@ impl Event {
             | Event::Report { id, .. }
             | Event::HandedOver { id, .. }
             | Event::Exited { id, .. } => *id,
+        }
+    }
+
+    /// What the event changed, as far as the scaling policy cares.
+    pub fn member_change(&self) -> MemberChange {
+        match self {
+            Event::Busy { .. } => MemberChange::TookJob,
+            Event::JobEnded { .. } => MemberChange::AnsweredJob,
+            _ => MemberChange::Other,
         }
     }
 }

@@ -263,17 +263,24 @@ impl Supervisor {
                     // Drain what else is queued, then decide once for the
                     // jobs these events touched: the hot path of every job.
                     let mut touched: Vec<String> = Vec::new();
+                    let mut to_decide: Vec<String> = Vec::new();
                     let mut next = Some(event);
                     while let Some(event) = next {
-                        if let Some(name) = self.owner.get(&event.id()) {
+                        let id = event.id();
+                        let change = event.member_change();
+                        self.on_event(event);
+                        if let Some(name) = self.owner.get(&id) {
                             if !touched.contains(name) {
                                 touched.push(name.clone());
                             }
+                            if !to_decide.contains(name) && self.may_change_decision(name, change) {
+                                to_decide.push(name.clone());
+                            }
                         }
-                        self.on_event(event);
                         next = self.events_rx.try_recv().ok();
                     }
-                    self.reconcile_jobs(&touched, false);
+                    self.apply_policy(&to_decide, false);
+                    self.refresh_gauges(&touched);
                     if let Some(prepared) = self.handover_complete() {
                         return Ok(Exit::Upgrade(prepared));
                     }
@@ -628,6 +635,16 @@ impl Supervisor {
         self.reconcile_jobs(&names, fresh_poll);
         self.watched_dirty = true;
         self.update_watched();
+    }
+
+    /// Whether deciding again for `name` after a member's `change` can act
+    /// (see [`policy::may_change_decision`]).
+    fn may_change_decision(&self, name: &str, change: policy::MemberChange) -> bool {
+        let waiting = self
+            .jobs
+            .get(name)
+            .map_or(0, |job| job.waiting(&self.status));
+        policy::may_change_decision(change, waiting)
     }
 
     /// Applies the policy to the named jobs.

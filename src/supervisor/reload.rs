@@ -181,7 +181,17 @@ impl Supervisor {
         self.settings.max_idle_time = loaded.settings.max_idle_time;
         self.settings.shutdown_timeout = loaded.settings.shutdown_timeout;
         self.settings.unknown_job_command = loaded.settings.unknown_job_command;
-        self.settings.worker_scheduling = loaded.settings.worker_scheduling;
+        let scheduling = loaded.settings.worker_scheduling;
+        if self.settings.worker_scheduling != scheduling {
+            // A running process keeps its policy: changing it under a job
+            // in flight would gain nothing the next start does not.
+            lines.push(format!(
+                "worker_scheduling: {} -> {}; processes started from now on",
+                self.settings.worker_scheduling.name(),
+                scheduling.name()
+            ));
+            self.settings.worker_scheduling = scheduling;
+        }
         lines.extend(self.schedules.reload(loaded.settings.schedules));
         if self.settings.admin_token != loaded.settings.admin_token {
             lines.push("admin token: changed".into());
