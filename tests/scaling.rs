@@ -101,3 +101,32 @@ fn several_servers_are_summed_and_served() {
     let reply = submit(&g2, job, b"xyz");
     assert_eq!(reply.result.as_deref(), Some(&b"zyx"[..]));
 }
+
+/// A process that dies is replaced on its exit, not at the next poll: the
+/// poll here is a minute away.
+#[test]
+fn a_killed_process_is_replaced_before_the_next_poll() {
+    let gearmand = Gearmand::start();
+    let lib = Lib::new();
+    lib.file("T/w.py", &python_worker(""));
+    lib.file(
+        "T/W.toml",
+        "command = [\"python3\", \"w.py\"]\n[jobs.work]\nmin_processes = 2\nmax_processes = 2\n",
+    );
+    let driver = Driver::start(&lib, &gearmand, "T", &["--interval", "60"]);
+    let job = "T::W::work";
+    driver.wait_processes(job, 2, Duration::from_secs(10));
+    let first = driver.pids(job);
+    let reply = submit(&gearmand, job, b"x");
+    assert!(reply.result.is_some());
+    // A death within 10 s of the start is a crash, replaced by the
+    // backoff's timer; this one must be replaced by its exit alone.
+    std::thread::sleep(Duration::from_millis(10_500));
+    unsafe { libc::kill(first[0] as i32, libc::SIGKILL) };
+    let replaced = Instant::now();
+    wait_for(Duration::from_secs(5), "a replacement", || {
+        let pids = driver.pids(job);
+        (pids.len() == 2 && !pids.contains(&first[0])).then_some(())
+    });
+    assert!(replaced.elapsed() < Duration::from_secs(5));
+}

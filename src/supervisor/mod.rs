@@ -263,22 +263,31 @@ impl Supervisor {
                     // Drain what else is queued, then decide once for the
                     // jobs these events touched: the hot path of every job.
                     let mut touched: Vec<String> = Vec::new();
-                    let mut to_decide: Vec<String> = Vec::new();
+                    let mut decide: Vec<bool> = Vec::new();
                     let mut next = Some(event);
                     while let Some(event) = next {
-                        let id = event.id();
+                        // Looked up first: an exit takes the member off `owner`.
+                        let at = self.owner.get(&event.id()).map(|name| {
+                            touched.iter().position(|t| t == name).unwrap_or_else(|| {
+                                touched.push(name.clone());
+                                decide.push(false);
+                                touched.len() - 1
+                            })
+                        });
                         let change = event.member_change();
                         self.on_event(event);
-                        if let Some(name) = self.owner.get(&id) {
-                            if !touched.contains(name) {
-                                touched.push(name.clone());
-                            }
-                            if !to_decide.contains(name) && self.may_change_decision(name, change) {
-                                to_decide.push(name.clone());
-                            }
+                        // After the event: a job taken no longer waits.
+                        if let Some(i) = at {
+                            decide[i] = decide[i] || self.may_change_decision(&touched[i], change);
                         }
                         next = self.events_rx.try_recv().ok();
                     }
+                    let to_decide: Vec<String> = touched
+                        .iter()
+                        .zip(&decide)
+                        .filter(|(_, d)| **d)
+                        .map(|(name, _)| name.clone())
+                        .collect();
                     self.apply_policy(&to_decide, false);
                     self.refresh_gauges(&touched);
                     if let Some(prepared) = self.handover_complete() {
