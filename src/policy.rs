@@ -338,7 +338,7 @@ mod tests {
         settled
     }
 
-    /// One member of `procs` in `from` moves to `to`.
+    /// `procs` with member `i` moved to state `to`.
     fn moved(procs: &[ProcView], i: usize, to: ProcState) -> Vec<ProcView> {
         let mut after = procs.to_vec();
         after[i].state = to;

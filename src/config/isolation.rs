@@ -57,12 +57,11 @@ impl WorkerScheduling {
         }
     }
 
-    /// The name the configuration takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            WorkerScheduling::Batch => "batch",
-            WorkerScheduling::Normal => "normal",
-        }
+    /// The name the configuration takes (clap's, which serde's matches).
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
     }
 }
 
